@@ -1,0 +1,1 @@
+"""Subcommands of the ``spineseg`` command line, one module each (see ``SpineSegLib.cli``)."""

@@ -1,0 +1,100 @@
+"""Self-describing IIS weights files.
+
+A checkpoint is a ``torch.save`` dictionary holding only plain data (loaded with
+``weights_only=True``)::
+
+    {"format": "spineseg-iis", "format_version": 1,
+     "config": IISConfig.to_dict(), "state_dict": ..., "metadata": {...}}
+
+``metadata`` carries free information (training data, iterations, metrics, the label convention).
+Training checkpoints add ``optimizer``/``iteration``/``rng`` entries for resuming.
+
+Console use::
+
+    from SpineSegLib.iis.checkpoint import load_model
+    net, config, meta = load_model("Resources/Models/mr-vertebral-bodies.pt", expected_modality="mr")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+from .config import IISConfig
+from .model import IISNet
+
+FORMAT = "spineseg-iis"
+FORMAT_VERSION = 1
+
+
+def sha256_of(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_checkpoint(path, model: IISNet, metadata: dict | None = None, **extra) -> Path:
+    """Write ``model`` (and ``extra`` entries such as optimizer state) atomically to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metadata": dict(metadata or {}),
+        **extra,
+    }
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def read_checkpoint(path, expected_sha256: str | None = None) -> dict:
+    """Load the raw checkpoint dictionary, with clear errors for missing or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"model weights not found: {path}")
+    if expected_sha256 is not None:
+        actual = sha256_of(path)
+        if actual != expected_sha256:
+            raise InputError(f"{path}: SHA-256 {actual[:12]}... does not match the expected {expected_sha256[:12]}... "
+                             "(corrupted or replaced weights file)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for foreign files
+        raise InputError(f"{path}: not a SpineSeg IIS weights file ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise InputError(f"{path}: not a SpineSeg IIS weights file")
+    if int(data.get("format_version", 0)) > FORMAT_VERSION:
+        raise InputError(f"{path}: written by a newer SpineSeg (format {data['format_version']}); please update")
+    return data
+
+
+def load_model(path, expected_modality: str | None = None, device="cpu", expected_sha256: str | None = None):
+    """Load a weights file: returns ``(model in eval mode, IISConfig, metadata)``.
+
+    ``expected_modality`` ('ct' or 'mr') rejects a model trained for the other modality.
+    """
+    data = read_checkpoint(path, expected_sha256)
+    config = IISConfig.from_dict(data["config"])
+    if expected_modality is not None and config.modality != expected_modality:
+        raise InputError(f"{path}: this is a {config.modality.upper()} model, but the input is "
+                         f"{expected_modality.upper()}; choose a {expected_modality.upper()} model")
+    model = IISNet(config)
+    model.load_state_dict(data["state_dict"])
+    model.to(device).eval()
+    return model, config, data.get("metadata", {})
