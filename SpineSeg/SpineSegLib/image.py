@@ -215,11 +215,19 @@ def write_image(image: Image, path, force: bool = False, compress: bool = True) 
     os.close(fd)
     try:
         sitk.WriteImage(image.to_sitk(), tmp, useCompression=compress)
+        set_default_permissions(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def set_default_permissions(path) -> None:
+    """Give a file made with ``tempfile.mkstemp`` (mode 0600) the mode a plain ``open`` would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 # -- resampling ----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from ..image import set_default_permissions
 from .config import IISConfig
 from .model import IISNet
 
@@ -56,6 +57,7 @@ def save_checkpoint(path, model: IISNet, metadata: dict | None = None, **extra) 
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        set_default_permissions(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
