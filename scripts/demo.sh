@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Set up SpineSeg in ./.venv (once) and segment the bundled sample chest CT.
+# Writes demo-output/spine.nii.gz (mask), demo-output/spine.png (quick look) and prints IoU/DSC/HD95/ASSD
+# against the sample's reference vertebrae.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/spineseg ]; then
+    "$PY" -m venv .venv
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet torch==2.13.0   # CPU build here; see README for GPU
+    .venv/bin/python -m pip install --quiet -e '.[test]'
+fi
+SAMPLE=Resources/Samples/LIDC-IDRI-0001-2.5mm
+mkdir -p demo-output
+.venv/bin/spineseg classical "$SAMPLE/image.nii.gz" -o demo-output/spine.nii.gz \
+    --png demo-output/spine.png --reference "$SAMPLE/vertebrae.nii.gz" --force
+echo "demo: wrote demo-output/spine.nii.gz and demo-output/spine.png"
