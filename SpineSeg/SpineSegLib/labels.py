@@ -9,16 +9,18 @@ id    name    anatomy                     SNOMED CT
 1-7   C1-C7   cervical vertebrae          14806007 ... 87391001
 8-19  T1-T12  thoracic vertebrae          64864005 ... 23215003
 20-24 L1-L5   lumbar vertebrae            66794005 ... 49668003
-25    L6      transitional lumbar (L6)    122496007 (lumbar vertebra)
+25    L6      transitional lumbar (L6)    51282000 (vertebra), region 122496007 (lumbar spine)
 26    S1      sacrum                      54735007 (sacrum)
-28    T13     transitional thoracic (T13) 122495006 (thoracic vertebra)
+28    T13     transitional thoracic (T13) 51282000 (vertebra), region 122495006 (thoracic spine)
 ====  ======  ==========================  =====================
 
 Colours are this project's own: neighbouring vertebrae differ clearly in lightness and hue, and
 each region keeps its own hue family (cervical blue-violet, thoracic green-yellow, lumbar
 orange-red), so a shifted label is visible at a glance. The codes are SNOMED CT type codes in the
 category ``SCT 123037004 Anatomical Structure``, as the DICOM master list and Slicer's
-terminologies use them.
+terminologies use them. SNOMED CT has no concept for a 13th thoracic or a 6th lumbar vertebra, so
+these two are coded as the type "Vertebra" with the anatomic region "Thoracic spine" or "Lumbar
+spine" (the DICOM way of coding a vertebra of a region), which keeps every entry distinct.
 
 Console use::
 
@@ -44,6 +46,7 @@ class Vertebra:
     snomed_code: str                 # SNOMED CT code of the type
     snomed_meaning: str              # its code meaning
     color: tuple[float, float, float]  # RGB in [0, 1]
+    region_code: tuple[str, str] | None = None  # SNOMED CT anatomic region (code, meaning), T13 / L6 only
 
     @property
     def color_255(self) -> tuple[int, int, int]:
@@ -80,9 +83,9 @@ def _rows():
         rows.append(Vertebra(8 + i, f"T{i + 1}", "thoracic", code, meaning, col))
     for i, ((code, meaning), col) in enumerate(zip(lum, l_col)):
         rows.append(Vertebra(20 + i, f"L{i + 1}", "lumbar", code, meaning, col))
-    rows.append(Vertebra(25, "L6", "lumbar", "122496007", "Lumbar vertebra", (0.95, 0.45, 0.65)))
+    rows.append(Vertebra(25, "L6", "lumbar", "51282000", "Vertebra", (0.95, 0.45, 0.65), ("122496007", "Lumbar spine")))
     rows.append(Vertebra(26, "S1", "sacral", "54735007", "Sacrum", (0.85, 0.75, 0.60)))
-    rows.append(Vertebra(28, "T13", "thoracic", "122495006", "Thoracic vertebra", (0.45, 0.95, 0.85)))
+    rows.append(Vertebra(28, "T13", "thoracic", "51282000", "Vertebra", (0.45, 0.95, 0.85), ("122495006", "Thoracic spine")))
     return rows
 
 
