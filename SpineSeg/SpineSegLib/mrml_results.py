@@ -67,6 +67,17 @@ def _set_points(node, points_lps) -> None:
     node.SetControlPointPositionsWorld(vtk_points)
 
 
+def set_control_points(node, points_lps) -> None:
+    """Replace the control points of a markups node (curve, point list) with ``points_lps`` (N x 3, LPS mm), in
+    one modification (e.g. lines that follow the slice the user scrolls to)."""
+    points = _points(points_lps, node.GetName()) if len(points_lps) else np.zeros((0, 3))
+    was = node.StartModify()
+    try:
+        _set_points(node, points)
+    finally:
+        node.EndModify(was)
+
+
 def _style(node, colour, labels_visible: bool, glyph_scale: float | None = None) -> None:
     node.CreateDefaultDisplayNodes()
     display = node.GetDisplayNode()
@@ -148,6 +159,29 @@ def add_box(scene, centre_lps, size_mm, axes_lps=None, name: str = "Patch", colo
 
     A left-handed set of axes gets its third axis reversed (the same box); non-orthonormal axes raise InputError.
     """
+    matrix, size = _box_matrix(centre_lps, size_mm, axes_lps, name)
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
+    node.SetAndObserveObjectToNodeMatrix(vtk_matrix(matrix))
+    node.SetSize(*size)
+    _style(node, colour, labels_visible=False)
+    node.SetLocked(locked)
+    _place(node, next_to, None)
+    return node
+
+
+def set_box(node, centre_lps, size_mm, axes_lps=None) -> None:
+    """Move an existing ROI node (from :func:`add_box`) to a new box, in one modification (a patch that moves
+    while the IIS traversal steps)."""
+    matrix, size = _box_matrix(centre_lps, size_mm, axes_lps, node.GetName())
+    was = node.StartModify()
+    try:
+        node.SetAndObserveObjectToNodeMatrix(vtk_matrix(matrix))
+        node.SetSize(*size)
+    finally:
+        node.EndModify(was)
+
+
+def _box_matrix(centre_lps, size_mm, axes_lps, name: str):
     centre = np.asarray(centre_lps, dtype=float).reshape(3)
     size = np.asarray(size_mm, dtype=float).reshape(3)
     axes = np.eye(3) if axes_lps is None else np.asarray(axes_lps, dtype=float).reshape(3, 3)
@@ -161,13 +195,7 @@ def add_box(scene, centre_lps, size_mm, axes_lps=None, name: str = "Patch", colo
     matrix = np.eye(4)
     matrix[:3, :3] = axes_ras
     matrix[:3, 3] = lps_to_ras(centre)
-    node = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
-    node.SetAndObserveObjectToNodeMatrix(vtk_matrix(matrix))
-    node.SetSize(*size)
-    _style(node, colour, labels_visible=False)
-    node.SetLocked(locked)
-    _place(node, next_to, None)
-    return node
+    return matrix, size
 
 
 def box_lps(node) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -202,6 +230,23 @@ def add_table(scene, data, name: str = "Measurements", units: dict | None = None
     columns = _columns(data, name)
     node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
     node.SetUseColumnTitleAsColumnHeader(True)
+    _fill_table(node, columns, units, descriptions)
+    _place(node, next_to, None)
+    return node
+
+
+def set_table(node, data, units: dict | None = None, descriptions: dict | None = None) -> None:
+    """Replace the content of an existing table node with ``data`` (the forms :func:`add_table` takes)."""
+    columns = _columns(data, node.GetName())
+    was = node.StartModify()
+    try:
+        node.RemoveAllColumns()
+        _fill_table(node, columns, units, descriptions)
+    finally:
+        node.EndModify(was)
+
+
+def _fill_table(node, columns: dict, units, descriptions) -> None:
     for column, values in columns.items():
         node.AddColumn(_vtk_column(column, values))
         unit = (units or {}).get(column) or next((u for s, u in UNIT_SUFFIXES.items() if column.lower().endswith(s)),
@@ -210,8 +255,6 @@ def add_table(scene, data, name: str = "Measurements", units: dict | None = None
             node.SetColumnUnitLabel(column, unit)
         if descriptions and column in descriptions:
             node.SetColumnDescription(column, descriptions[column])
-    _place(node, next_to, None)
-    return node
 
 
 def _columns(data, name: str) -> dict:

@@ -1,0 +1,178 @@
+"""The IIS models a user can pick: weights files (``*.pt``) with a model card beside them.
+
+Bundled models live in the extension's ``Resources/Models`` folder (:func:`models_folders` finds it in
+an installed extension and in a source checkout); a user may pick any other weights file. A model card
+has the weights file's name with ``.json`` or ``.md`` instead of ``.pt``:
+
+* ``.json``: any of ``name``, ``summary``, ``description``, ``modality`` (ct | mr), ``variant``,
+  ``config`` (the :class:`~SpineSegLib.iis.config.IISConfig` fields), ``per_pass_seconds`` (``{"cpu":
+  1.2, "cuda": 0.03}``, measured), ``sha256``, ``license``, ``citation``, ``training_data``, ``metrics``;
+* ``.md``: the first ``# heading`` is the name, the first paragraph after it the summary; an optional
+  front matter block (``---`` lines around ``key: value`` lines) gives the same keys as the JSON card.
+
+Reading the catalogue needs no torch; the configuration comes from the card, else (when torch is
+installed) from the weights file itself.
+
+Console use::
+
+    from SpineSegLib.iis.model_catalog import list_models
+    for m in list_models():
+        print(m.name, m.modality, m.path, m.summary)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..errors import InputError
+from .config import IISConfig
+
+_LIB = Path(__file__).resolve().parent.parent          # .../SpineSegLib
+
+
+def models_folders() -> list[Path]:
+    """Folders that may hold bundled models, most specific first: ``<qt-scripted-modules>/Resources/Models``
+    in an installed extension (beside SpineSegLib), ``<checkout>/Resources/Models`` in the source tree."""
+    candidates = [_LIB.parent / "Resources" / "Models", _LIB.parent.parent / "Resources" / "Models"]
+    return [c for c in candidates if c.is_dir()]
+
+
+@dataclass
+class ModelInfo:
+    path: Path
+    name: str
+    summary: str = ""
+    card_path: Optional[Path] = None
+    card: dict = field(default_factory=dict)
+    config: Optional[IISConfig] = None
+    bundled: bool = False
+
+    @property
+    def modality(self) -> Optional[str]:
+        if self.config is not None:
+            return self.config.modality
+        value = self.card.get("modality")
+        return str(value).lower() if value else None
+
+    @property
+    def per_pass_seconds(self) -> dict:
+        values = self.card.get("per_pass_seconds") or {}
+        return {str(k): float(v) for k, v in values.items() if isinstance(v, (int, float))}
+
+    @property
+    def size_mb(self) -> float:
+        return self.path.stat().st_size / 1e6 if self.path.exists() else 0.0
+
+    def label(self) -> str:
+        """What a model selector shows."""
+        modality = f" [{self.modality.upper()}]" if self.modality else ""
+        return f"{self.name}{modality}"
+
+    def details(self) -> str:
+        """A few lines for the GUI: summary, architecture, source."""
+        lines = [self.summary] if self.summary else []
+        if self.config is not None:
+            c = self.config
+            patch = " x ".join(str(p) for p in c.patch_size)
+            voxel = " x ".join(f"{v:g}" for v in c.voxel_size_mm)
+            lines.append(f"{c.modality.upper()} {c.variant}, width {c.width}, {c.levels} levels, patch {patch} voxels "
+                         f"of {voxel} mm, traverses {c.direction}wards")
+        lines.append(("bundled: " if self.bundled else "file: ") + str(self.path))
+        return "\n".join(lines)
+
+
+def _front_matter(text: str) -> tuple[dict, str]:
+    if not text.startswith("---"):
+        return {}, text
+    end = text.find("\n---", 3)
+    if end < 0:
+        return {}, text
+    values = {}
+    for line in text[3:end].splitlines():
+        if ":" in line:
+            key, value = line.split(":", 1)
+            value = value.strip().strip('"').strip("'")
+            try:
+                values[key.strip()] = json.loads(value)
+            except ValueError:
+                values[key.strip()] = value
+    return values, text[end + 4:]
+
+
+def read_card(path) -> dict:
+    """A model card (``.json`` or ``.md``) as a dict (``name``/``summary`` filled in for Markdown)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise InputError(f"{path}: not a valid JSON model card ({exc})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: a JSON model card must hold an object")
+        return data
+    data, body = _front_matter(text)
+    heading = re.search(r"^#\s+(.+)$", body, re.MULTILINE)
+    if heading and "name" not in data:
+        data["name"] = heading.group(1).strip()
+    rest = body[heading.end():] if heading else body
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", rest) if p.strip() and not p.strip().startswith("#")]
+    if paragraphs and "summary" not in data:
+        data["summary"] = " ".join(paragraphs[0].split())
+    return data
+
+
+def card_of(weights) -> Optional[Path]:
+    weights = Path(weights)
+    for suffix in (".json", ".md"):
+        candidate = weights.with_suffix(suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _config_from_weights(path: Path) -> Optional[IISConfig]:
+    if importlib.util.find_spec("torch") is None:
+        return None
+    from .checkpoint import read_checkpoint
+
+    return IISConfig.from_dict(read_checkpoint(path)["config"])
+
+
+def describe_model(path, bundled: bool = False, read_weights: bool = True) -> ModelInfo:
+    """A :class:`ModelInfo` for a weights file (its card when there is one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"model weights not found: {path}")
+    card_path = card_of(path)
+    card = read_card(card_path) if card_path else {}
+    config = None
+    if isinstance(card.get("config"), dict):
+        config = IISConfig.from_dict(card["config"])
+    elif read_weights:
+        config = _config_from_weights(path)
+    summary = str(card.get("summary") or card.get("description") or (config.description if config else "") or "")
+    return ModelInfo(path=path, name=str(card.get("name") or path.stem), summary=summary, card_path=card_path,
+                     card=card, config=config, bundled=bundled)
+
+
+def list_models(folders=None, read_weights: bool = False) -> list[ModelInfo]:
+    """Every ``*.pt`` in ``folders`` (default: :func:`models_folders`), sorted by name; a model whose card
+    cannot be read is still listed, with the problem as its summary."""
+    out, seen = [], set()
+    for folder in (folders if folders is not None else models_folders()):
+        for path in sorted(Path(folder).glob("*.pt")):
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
+            try:
+                out.append(describe_model(path, bundled=folders is None, read_weights=read_weights))
+            except InputError as exc:
+                out.append(ModelInfo(path=path, name=path.stem, summary=f"(model card unreadable: {exc})",
+                                     bundled=folders is None))
+    return sorted(out, key=lambda m: m.name.lower())

@@ -1,0 +1,255 @@
+"""The SpineSeg module's logic under slicer-core on LIDC-IDRI-0001: the classical pipeline run on a volume node
+must put exactly what the backend computes into the scene (segment, centerline, bounding lines, parabola and DP
+points of the slice a view shows, metrics), and bad input or a cancel must leave the scene as it was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import slicer
+import vtk
+from conftest import REPO, data_path
+
+from SpineSegLib import mrml_bridge as mb
+from SpineSegLib import mrml_results as mr
+from SpineSegLib.classical import ClassicalParams, segment_spine
+from SpineSegLib.errors import InputError, OutputExistsError, SpineSegError
+from SpineSegLib.image import Image, read_image
+from SpineSegLib.metrics import evaluate_binary_images
+from SpineSegLib.progress import Cancelled, Progress
+from SpineSegLib.slicer_logic.classical_logic import (SPINE_LABEL, ClassicalLogic, classical_default,
+                                                      classical_params)
+from SpineSegLib.slicer_logic.common import scene_transaction
+
+SAMPLE = REPO / "Resources" / "Samples" / "LIDC-IDRI-0001-2.5mm"
+
+
+@pytest.fixture(scope="module")
+def lidc():
+    folder = data_path("ct", "lidc-idri-0001")
+    return read_image(folder / "image.nii.gz"), read_image(folder / "vertebrae.nii.gz")
+
+
+@pytest.fixture(scope="module")
+def run(lidc):
+    """The logic on a LIDC volume node (with the reference label map), and the backend run directly."""
+    ct, ref = lidc
+    scene = mb.new_scene()
+    volume = mb.image_to_volume(scene, ct, "LIDC-IDRI-0001")
+    reference = mb.image_to_volume(scene, ref, "reference", labelmap=True)
+    logic = ClassicalLogic(scene)
+    before = scene.GetNumberOfNodes()
+    out = logic.run(volume, reference_node=reference)
+    direct = segment_spine(ct, ClassicalParams())
+    return scene, logic, volume, reference, out, direct, before
+
+
+def red_slice_node(scene):
+    slice_logic = slicer.vtkMRMLSliceLogic()
+    slice_logic.SetMRMLScene(scene)
+    node = slice_logic.AddSliceNode("Red")
+    node.SetOrientationToAxial()
+    scene.spineseg_slice_logic = slice_logic
+    return node
+
+
+def test_segment_is_the_backends_mask_named_and_coded(run, lidc):
+    scene, logic, volume, _, out, direct, before = run
+    segmentation = out.segmentation.GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == 1
+    segment = segmentation.GetNthSegment(0)
+    assert segment.GetName() == "Spine"
+    assert "421060004^Vertebral column" in segment.GetTerminology()
+    ids = mb.segmentation_to_image(out.segmentation, volume)
+    assert ids.same_grid(lidc[0])
+    assert np.array_equal(ids.array > 0, direct.mask.array > 0)         # voxel for voxel what segment_spine gives
+    assert set(np.unique(ids.array)) == {0, SPINE_LABEL}
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    assert sh.GetItemParent(sh.GetItemByDataNode(out.segmentation)) == sh.GetItemParent(sh.GetItemByDataNode(volume))
+
+
+def test_centerline_curve_holds_the_backends_points(run):
+    _, _, _, _, out, direct, _ = run
+    points = mr.control_points_lps(out.centerline)
+    assert len(points) == len(direct.centerline_curve_lps) > 100
+    assert np.allclose(points, direct.centerline_curve_lps, atol=1e-4)
+    assert out.centerline.GetCurveType() == slicer.vtkCurveGenerator.CURVE_TYPE_LINEAR_SPLINE   # no smoothing added
+
+
+def test_slice_markups_follow_the_red_view(run):
+    scene, logic, _, _, out, direct, _ = run
+    red = red_slice_node(scene)
+    logic.follow_slice_node(out, red)
+    display = out.slice_display
+    by_slice = {p["slice"]: p for p in direct.parabolas}
+    checked = 0
+    for entry in direct.slices[::25]:
+        red.SetSliceOffset(entry["z_mm"] + 0.4)          # anywhere within half a slice: that slice is shown
+        assert display.slice_index is not None
+        shown = out.result.slices[display.slice_index]
+        assert shown["slice"] == entry["slice"]
+        for name, node in display.lines.items():
+            points = mr.control_points_lps(node)
+            expected = np.asarray(entry["lines"][name], float)
+            assert np.allclose(points[:, :2], expected[:, :2], atol=1e-4), name
+            assert np.allclose(points[:, 2], entry["z_mm"] + 0.4, atol=1e-4)     # drawn in the view's plane
+            assert node.GetDisplayNode().GetVisibility()
+        fit = by_slice.get(entry["slice"])
+        if fit is not None:
+            assert np.allclose(mr.control_points_lps(display.parabola)[:, :2], np.asarray(fit["parabola"])[:, :2], atol=1e-4)
+            assert np.allclose(mr.control_points_lps(display.dp_points)[:, :2], np.asarray(fit["dp_points"])[:, :2], atol=1e-4)
+            assert display.parabola.GetDisplayNode().GetVisibility()
+            checked += 1
+    assert checked >= 3
+    # H lines run from V1 to V6 on their row; V lines from H1 to H3 on their column (Revy et al., Fig. 3)
+    entry = direct.slices[len(direct.slices) // 2]
+    red.SetSliceOffset(entry["z_mm"])
+    h1, v1, v6 = (mr.control_points_lps(display.lines[n]) for n in ("H1", "V1", "V6"))
+    assert np.isclose(h1[0, 0], v1[0, 0], atol=1e-3) and np.isclose(h1[1, 0], v6[0, 0], atol=1e-3)
+    red.SetSliceOffset(max(s["z_mm"] for s in direct.slices) + 50.0)      # above the spine: nothing shown
+    assert display.slice_index is None
+    assert not any(n.GetDisplayNode().GetVisibility() for n in display.nodes())
+    logic.stop_following(out)
+    red.SetSliceOffset(entry["z_mm"])
+    assert display.slice_index is None                                   # no longer following
+
+
+def test_metrics_table_holds_evaluate_binary_images(run, lidc):
+    _, logic, _, reference, out, direct, _ = run
+    expected = evaluate_binary_images(direct.mask, lidc[1])
+    rows = mr.table_rows(out.metrics_table)
+    assert len(rows) == 1
+    for key, value in expected.items():
+        assert rows[0][key] == pytest.approx(value, rel=1e-12), key
+    assert 0.6 < rows[0]["dsc"] <= 1.0
+    assert out.metrics_table.GetColumnUnitLabel("hd95_mm") == "mm"
+    # evaluating again (e.g. after editing the segment) replaces the table
+    old = out.metrics_table
+    table = logic.evaluate(out, reference)
+    assert old.GetScene() is None and table.GetScene() is not None
+    assert mr.table_rows(table)[0]["iou"] == pytest.approx(expected["iou"], rel=1e-12)
+
+
+def test_export_writes_the_mask_and_refuses_to_overwrite(run, tmp_path):
+    _, logic, _, _, out, direct, _ = run
+    path = logic.export_labelmap(out, tmp_path / "spine.nii.gz")
+    written = read_image(path)
+    assert written.same_grid(direct.mask) and np.array_equal(written.array, direct.mask.array)
+    with pytest.raises(OutputExistsError):
+        logic.export_labelmap(out, tmp_path / "spine.nii.gz")
+    table = logic.export_table(out, tmp_path / "metrics.tsv")
+    assert "dsc" in table.read_text().splitlines()[0]
+
+
+def test_nodes_added_are_those_reported(run):
+    scene, _, _, _, out, _, before = run
+    for node in out.nodes:
+        assert node.GetScene() is scene
+    assert scene.GetNumberOfNodes() > before
+
+
+# -- parameters and bad input --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sample():
+    """The bundled 2.5 mm LIDC-IDRI-0001 sample: the same patient, fast enough for the runs that stop early."""
+    return read_image(SAMPLE / "image.nii.gz")
+
+
+class ParameterNodeLike:
+    """What the module's parameter node wrapper looks like to the logic: attributes named like ClassicalParams."""
+
+    def __init__(self, **values):
+        self.inputVolume = None
+        self.showSliceMarkups = True
+        for key, value in values.items():
+            setattr(self, key, value)
+
+
+def test_parameters_from_the_gui_reach_the_backend():
+    params = classical_params(ParameterNodeLike(bone_threshold_hu=180, parabola_count=7.0, refine_with_parabola=0))
+    assert params.bone_threshold_hu == 180.0 and params.parabola_count == 7 and params.refine_with_parabola is False
+    assert params.disk_radius_mm == ClassicalParams().disk_radius_mm
+    assert classical_params({"dp_penalty": 12.5}).dp_penalty == 12.5
+    assert classical_default("bone_threshold_hu") == ClassicalParams().bone_threshold_hu
+    with pytest.raises(InputError, match="unknown classical parameter.*bone_treshold"):
+        classical_params({"bone_treshold": 100})
+
+
+def test_without_parabola_refinement_the_parabola_markups_stay_hidden(sample):
+    scene = mb.new_scene()
+    volume = mb.image_to_volume(scene, sample, "sample")
+    logic = ClassicalLogic(scene)
+    out = logic.run(volume, {"refine_with_parabola": False})
+    assert out.result.parabolas == [] and out.result.slices
+    entry = out.result.slices[len(out.result.slices) // 2]
+    assert logic.show_slice(out, np.mean(entry["lines"]["H1"], axis=0)) is not None
+    assert out.slice_display.lines["H2"].GetDisplayNode().GetVisibility()
+    assert not out.slice_display.parabola.GetDisplayNode().GetVisibility()
+    assert not out.slice_display.dp_points.GetDisplayNode().GetVisibility()
+    logic.remove(out)
+    assert all(n.GetScene() is None for n in out.nodes)
+
+
+def _refused(logic, scene, volume, match, **kwargs):
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(SpineSegError, match=match) as info:
+        logic.run(volume, **kwargs)
+    assert scene.GetNumberOfNodes() == before, "a refused run must add no node"
+    return info.value
+
+
+def test_bad_input_is_refused_with_a_clear_message(sample):
+    scene = mb.new_scene()
+    logic = ClassicalLogic(scene)
+    assert isinstance(_refused(logic, scene, None, "no input volume selected"), InputError)
+    labels = mb.image_to_volume(scene, read_image(SAMPLE / "vertebrae.nii.gz"), "vertebrae", labelmap=True)
+    assert isinstance(_refused(logic, scene, labels, "'vertebrae' is a label map"), InputError)
+    flat = mb.image_to_volume(scene, Image(sample.array[60:61].copy(), sample.spacing, sample.origin, sample.direction),
+                              "one slice")
+    assert isinstance(_refused(logic, scene, flat, r"'one slice' is a 2-D image \(144 x 116 x 1 voxels\)"), InputError)
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "a segmentation")
+    _refused(logic, scene, segmentation, "'a segmentation' is a vtkMRMLSegmentationNode, not a volume")
+    mr_scan = mb.image_to_volume(scene, read_image(data_path("mr", "tptbox-c6", "image.nii.gz")), "MR")
+    _refused(logic, scene, mr_scan, "does not look like a CT|field of view")
+    ct = mb.image_to_volume(scene, sample, "CT")
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", "not a reference")
+    _refused(logic, scene, ct, "reference 'not a reference' is a vtkMRMLTableNode", reference_node=table)
+
+
+def test_cancel_mid_run_adds_nothing(sample):
+    scene = mb.new_scene()
+    volume = mb.image_to_volume(scene, sample, "CT")
+    logic = ClassicalLogic(scene)
+    steps = []
+    progress = Progress()
+
+    def on_step(name, fraction):
+        steps.append(name)
+        if name == "bounding lines":        # the user clicks Cancel half-way
+            progress.cancel()
+
+    progress.callback = on_step
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(Cancelled):
+        logic.run(volume, progress=progress)
+    assert scene.GetNumberOfNodes() == before
+    assert "bounding lines" in steps and "parabola fit" not in steps
+
+
+def test_a_failure_while_adding_results_removes_what_was_added(sample):
+    """The scene transaction the logic wraps its node creation in: a failure half-way removes every node and folder
+    the block created (here the second curve is invalid)."""
+    scene = mb.new_scene()
+    volume = mb.image_to_volume(scene, sample, "CT")
+    before = scene.GetNumberOfNodes()
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    with pytest.raises(InputError, match="at least 2 points"):
+        with scene_transaction(scene):
+            mr.add_curve(scene, np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]]), "first", next_to=volume)
+            mb.add_folder(scene, "a folder", next_to=volume)
+            mr.add_curve(scene, np.array([[0.0, 0.0, 0.0]]), "second")
+    assert scene.GetNumberOfNodes() == before
+    ids = vtk.vtkIdList()
+    sh.GetItemChildren(sh.GetSceneItemID(), ids, True)
+    children = [sh.GetItemName(ids.GetId(i)) for i in range(ids.GetNumberOfIds())]
+    assert "a folder" not in children and "first" not in children

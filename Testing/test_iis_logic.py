@@ -1,0 +1,370 @@
+"""The SpineSegIIS module's logic under slicer-core on a real lumbar MR (MyoSegmenTUM case 44, held out from the
+small model's training): the background runner really runs ``spineseg iis`` in a child process, its result lands
+in the scene as named, coloured, coded segments and a per-vertebra table equal to the backend's records; a run
+can be cancelled mid-way (the child is killed, nothing is added); stepping shows exactly the backend's patches.
+
+The model is the smallest bundled MR model when one is in Resources/Models, else the small trained model at
+/tmp/iis_small_mr.pt when present, else a tiny randomly initialised one whose output layers are set so that it
+"sees" vertebrae everywhere (then only structure is checked, not accuracy).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import data_path
+
+from SpineSegLib import background
+from SpineSegLib import mrml_bridge as mb
+from SpineSegLib import mrml_results as mr
+from SpineSegLib.errors import InputError, SpineSegError
+from SpineSegLib.iis.checkpoint import save_checkpoint
+from SpineSegLib.iis.config import IISConfig
+from SpineSegLib.iis.inference import segment_vertebrae
+from SpineSegLib.iis.model import IISNet
+from SpineSegLib.iis.model_catalog import list_models
+from SpineSegLib.iis.preprocess import to_model_grid
+from SpineSegLib.image import Image, read_image
+from SpineSegLib.instance_metrics import evaluate_instance_images
+from SpineSegLib.labels import VERTEBRAE
+from SpineSegLib.measurements import measure_vertebrae
+from SpineSegLib.slicer_logic.common import export_labelmap, export_node
+from SpineSegLib.slicer_logic.iis_logic import IISLogic
+
+torch.set_num_threads(2)
+THREADS = 2
+CASE = "44"
+
+
+def tiny_net(modality="mr", seg_bias=8.0, voxel_mm=4.0, seed=0) -> IISNet:
+    kw = dict(width=4, levels=2, head_width=4, patch_size=(16, 16, 16), voxel_size_mm=(voxel_mm,) * 3)
+    config = IISConfig(**kw) if modality == "ct" else IISConfig.default_mr(**kw)
+    torch.manual_seed(seed)
+    net = IISNet(config)
+    with torch.no_grad():
+        net.segmentation_head.weight.zero_()
+        net.segmentation_head.bias.fill_(seg_bias)
+        net.label_head.dense.weight.zero_()
+        net.label_head.dense.bias.fill_(20.0)           # "L1"
+        net.completeness_head.dense.weight.zero_()
+        net.completeness_head.dense.bias.fill_(8.0)     # complete
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    bundled = sorted((m for m in list_models() if m.modality == "mr"), key=lambda m: m.size_mb)
+    if bundled:
+        main, trained = str(bundled[0].path), True
+    elif Path("/tmp/iis_small_mr.pt").is_file():
+        main, trained = "/tmp/iis_small_mr.pt", True
+    else:
+        main, trained = str(save_checkpoint(folder / "tiny-mr.pt", tiny_net())), False
+    return {
+        "main": main, "trained": trained,
+        "ct": str(save_checkpoint(folder / "tiny-ct.pt", tiny_net("ct"))),
+        # sees nothing, with small patches at 2 mm: a long search of the whole volume
+        "blind": str(save_checkpoint(folder / "blind-mr.pt", tiny_net(seg_bias=-8.0, voxel_mm=2.0))),
+        "blind_fast": str(save_checkpoint(folder / "blind-fast.pt", tiny_net(seg_bias=-8.0))),
+    }
+
+
+@pytest.fixture(scope="module")
+def case():
+    folder = data_path("mr", "vertebral-bodies-myosegmentum")
+    image = read_image(folder / f"{CASE}_img.nii.gz")
+    labels = read_image(folder / f"{CASE}_vb.nii.gz")                  # 1-5 = L1-L5
+    reference = labels.with_array(np.where(labels.array > 0, labels.array + 19, 0).astype(np.uint8))
+    return image, reference
+
+
+@pytest.fixture(scope="module")
+def run(models, case):
+    """The logic's background run on a volume node, and the backend run directly on the same voxels."""
+    image, reference = case
+    scene = mb.new_scene()
+    volume = mb.image_to_volume(scene, image, f"MR {CASE}")
+    logic = IISLogic(scene)
+    before = scene.GetNumberOfNodes()
+    lines = []
+    started = time.monotonic()
+    out = logic.segment(volume, models["main"], device="cpu", threads=THREADS, on_line=lines.append)
+    elapsed = time.monotonic() - started
+    direct = segment_vertebrae(image, models["main"], device="cpu", keep_incomplete=True, threads=THREADS)
+    return dict(scene=scene, volume=volume, logic=logic, out=out, direct=direct, before=before, lines=lines,
+                elapsed=elapsed)
+
+
+def test_background_run_gives_named_coloured_coded_segments(run, models):
+    out, direct, volume = run["out"], run["direct"], run["volume"]
+    assert any(line.startswith("[") and "%]" in line for line in run["lines"]), "progress lines from the child"
+    labels = mb.segment_labels(out.segmentation)
+    expected = {r.id: r for r in direct.instances if r.in_output}
+    assert sorted(labels.values()) == sorted(expected)
+    segmentation = out.segmentation.GetSegmentation()
+    display = out.segmentation.GetDisplayNode()
+    for sid, label in labels.items():
+        segment = segmentation.GetSegment(sid)
+        v = VERTEBRAE[label]
+        assert segment.GetName() == v.name
+        assert np.allclose(segment.GetColor(), v.color, atol=1e-6)
+        assert f"SCT^{v.snomed_code}^" in segment.GetTerminology()
+        record = expected[label]
+        assert mb.segment_tag(segment, mb.TAG_COMPLETENESS) == ("complete" if record.complete else "incomplete")
+        if not record.complete:
+            assert mb.segment_tag(segment, mb.STATUS_TAG) == "flagged"
+            assert display.GetSegmentOpacity(sid) == pytest.approx(mb.INCOMPLETE_OPACITY)
+    ids = mb.segmentation_to_image(out.segmentation, volume)
+    assert np.array_equal(ids.array, direct.labels.array), "the child's label map is what segment_vertebrae gives"
+
+
+def test_table_holds_the_backends_records_and_body_heights(run, case):
+    out, direct = run["out"], run["direct"]
+    rows = mr.table_rows(out.table)
+    assert rows and [r["label"] for r in rows] == [r["label"] for r in out.rows]
+    records = {r.id: r for r in direct.instances if r.in_output}
+    heights = {m.label: m for m in measure_vertebrae(direct.labels, case[0])}
+    for row in rows:
+        record = records[row["label"]]
+        assert row["name"] == record.name
+        assert row["volume_ml"] == pytest.approx(record.volume_ml, abs=1e-3)
+        assert row["completeness"] == pytest.approx(record.completeness, abs=1e-3)
+        assert row["complete"] == record.complete
+        assert row["regressed_label"] == pytest.approx(record.regressed_label, abs=0.01)
+        assert row["traversal_index"] == record.traversal_index
+        m = heights[row["label"]]
+        for key in ("anterior_height_mm", "middle_height_mm", "posterior_height_mm"):
+            assert row[key] == pytest.approx(getattr(m, key), abs=0.01), key
+        assert row["mean_intensity"] == pytest.approx(m.mean_intensity, abs=0.05)
+    assert "mean_hu" not in rows[0]                      # an MR: intensities are not Hounsfield units
+    assert out.table.GetColumnUnitLabel("anterior_height_mm") == "mm"
+    assert "local axis" in out.table.GetColumnDescription("middle_height_mm")
+
+
+def test_evaluation_table_is_instance_metrics(run, case, models):
+    scene, logic, out, volume = run["scene"], run["logic"], run["out"], run["volume"]
+    reference = mb.image_to_volume(scene, case[1], "reference", labelmap=True)
+    before = scene.GetNumberOfNodes()
+    table, result = logic.evaluate(out.segmentation, reference, volume)
+    completeness = {r.id: r.complete for r in run["direct"].instances if r.in_output}
+    expected = evaluate_instance_images(run["direct"].labels, case[1], pred_completeness=completeness)
+    rows = mr.table_rows(table)
+    assert len(rows) == len(expected.to_rows())
+    for row, want in zip(rows, expected.to_rows()):
+        for key in ("ref_id", "pred_id", "status", "dice", "assd_mm", "hd95_mm", "pred_complete"):
+            value = want[key]
+            if isinstance(value, float) and np.isnan(value):
+                assert np.isnan(row[key])
+            elif value is None:
+                assert row[key] in ("", None) or (isinstance(row[key], float) and np.isnan(row[key]))
+            elif isinstance(value, float):
+                assert row[key] == pytest.approx(value, rel=1e-9), key
+            elif isinstance(value, bool) and isinstance(row[key], str):   # a flag column with gaps: text
+                assert row[key] == str(value), key
+            else:
+                assert row[key] == value, key
+    assert table.GetAttribute("SpineSeg.reference_vertebrae") == str(expected.n_ref) == "5"
+    if models["trained"]:      # a trained model finds most lumbar bodies of this held-out case
+        assert expected.n_detected >= 4, expected.summary()
+    # the same reference given as a segmentation gives the same numbers
+    seg_reference = mb.labelmap_to_segmentation(scene, case[1], reference_volume=volume, name="reference seg")
+    table2, result2 = logic.evaluate(out.segmentation, seg_reference, volume)
+    assert [v.dice for v in result2.vertebrae] == pytest.approx([v.dice for v in result.vertebrae])
+    assert scene.GetNumberOfNodes() > before
+
+
+def test_exports(run, tmp_path):
+    out, direct, volume = run["out"], run["direct"], run["volume"]
+    path = export_labelmap(out.segmentation, tmp_path / "vertebrae.nii.gz", volume)
+    written = read_image(path)
+    assert written.same_grid(direct.labels) and np.array_equal(written.array, direct.labels.array)
+    seg_path = export_node(out.segmentation, tmp_path / "vertebrae.seg.nrrd")
+    reloaded = mr.load_segmentation(mb.new_scene(), seg_path)
+    assert sorted(mb.segment_labels(reloaded).values()) == sorted(mb.segment_labels(out.segmentation).values())
+    table_path = export_node(out.table, tmp_path / "vertebrae.tsv")
+    header = table_path.read_text().splitlines()[0].split("\t")
+    assert {"label", "name", "volume_ml", "completeness", "anterior_height_mm"} <= set(header)
+
+
+# -- the background runner --------------------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:   # a zombie is dead too
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_cancel_kills_the_child_mid_run_and_adds_nothing(models, case):
+    scene = mb.new_scene()
+    volume = mb.image_to_volume(scene, case[0], "MR")
+    logic = IISLogic(scene)
+    before = scene.GetNumberOfNodes()
+    states = []
+    task = logic.start(volume, models["blind"], device="cpu", threads=1, on_state=states.append)
+    work = task.work_dir
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:     # until the traversal runs and the patch is shown
+        task.poll()
+        boxes = scene.GetNodesByClass("vtkMRMLMarkupsROINode").GetNumberOfItems()
+        if task.state != background.RUNNING or (boxes and "traversal" in task.message):
+            break
+        time.sleep(0.05)
+    assert task.state == background.RUNNING, f"the child ended before it could be cancelled: {task.message}"
+    assert scene.GetNodesByClass("vtkMRMLMarkupsROINode").GetNumberOfItems() == 1
+    pid = task.pid
+    assert _alive(pid)
+    assert task.cancel()
+    assert task.state == background.CANCELLED and states[-1] == background.CANCELLED
+    assert not _alive(pid), "the child process must be gone"
+    assert scene.GetNumberOfNodes() == before, "no half-made nodes (the patch box is removed too)"
+    assert not work.exists(), "the temporary files are removed"
+    with pytest.raises(SpineSegError, match="cancelled"):
+        task.raise_for_state()
+    assert task.poll() == background.CANCELLED and not task.cancel()
+
+
+def test_child_failure_is_one_clear_message_and_adds_nothing(models):
+    image = read_image(data_path("mr", "tptbox-c6", "image.nii.gz"))
+    scene = mb.new_scene()
+    volume = mb.image_to_volume(scene, image, "C-spine crop")
+    logic = IISLogic(scene)
+    before = scene.GetNumberOfNodes()
+    task = logic.start(volume, models["blind_fast"], device="cpu", threads=THREADS)
+    assert task.wait(300) == background.FAILED
+    assert task.message.startswith("no vertebra found") and "\n" not in task.message
+    assert task.returncode == 2
+    assert scene.GetNumberOfNodes() == before
+    with pytest.raises(background.BackgroundError, match="no vertebra found"):
+        task.raise_for_state()
+
+
+def test_progress_lines_are_parsed():
+    assert background.parse_progress("[ 42%] traversal") == (0.42, "traversal")
+    assert background.parse_progress("[100%] done") == (1.0, "done")
+    fraction, message = background.parse_progress("[    ] warning: GPU out of memory")
+    assert np.isnan(fraction) and message == "warning: GPU out of memory"
+    assert background.parse_progress('{"progress": 0.5, "message": "half"}') == (0.5, "half")
+    assert background.parse_progress("\x1b[32m[ 10%] coloured\x1b[0m") == (0.1, "coloured")
+    assert background.parse_progress("5 vertebrae written") is None
+    assert background.parse_error("spineseg: error: the image is 2-D") == "the image is 2-D"
+    env = background.child_environment(threads=3)
+    assert env["PYTHONUTF8"] == "1" and env["NO_COLOR"] == "1" and env["OMP_NUM_THREADS"] == "3"
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == background.LIB_PARENT
+    assert background.spineseg_command("iis", "--help", python="py") == ["py", "-m", "SpineSegLib", "iis", "--help"]
+
+
+def test_device_probe_times_passes_in_a_child_and_feeds_the_estimate(models, case, tmp_path):
+    scene = mb.new_scene()
+    volume = mb.image_to_volume(scene, case[0], "MR")
+    logic = IISLogic(scene, cache_path=tmp_path / "times.json")
+    model = models["main"]
+    if not Path(model).with_suffix(".json").exists():
+        with pytest.raises(InputError, match="does not give its configuration"):
+            logic.estimate(volume, model)             # no card, no probe: torch is not loaded to read the weights
+    task = logic.start_probe(model, devices=("cpu",))
+    assert task.wait(300) == background.DONE, task.message
+    info = task.result
+    assert info["torch"] == torch.__version__ and info["cpu_cores"] >= 1
+    assert info["per_pass_seconds"]["cpu"] > 0 and info["config"]["modality"] == "mr"
+    estimate = logic.estimate(volume, model, probe=info)
+    assert estimate.sources["cpu"] == "measured"
+    assert estimate.per_pass_s["cpu"] == pytest.approx(info["per_pass_seconds"]["cpu"])
+    assert estimate.passes[0] < estimate.passes[1] < estimate.passes[2]
+
+
+# -- stepping -------------------------------------------------------------------------------------------------------
+def _temporary(scene) -> list:
+    out = []
+    for i in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(i)
+        if node.GetAttribute("SpineSeg.Temporary"):
+            out.append(node.GetName())
+    return out
+
+
+def test_stepping_shows_the_backends_patches_and_ends_like_a_run(run, models, case):
+    scene, logic, volume, direct = run["scene"], run["logic"], run["volume"], run["direct"]
+    before = scene.GetNumberOfNodes()
+    stepper = logic.stepper(volume, models["main"], device="cpu", threads=THREADS)
+    grid = to_model_grid(case[0], direct.config).image
+    fragments = 0
+    for n in range(8):
+        step = stepper.step(timeout=300)
+        assert step is not None and step.index == n + 1 and stepper.state == "waiting"
+        centre, size, axes = mr.box_lps(stepper.display.box)
+        assert np.allclose(centre, step.box.centre_lps, atol=1e-4)
+        assert np.allclose(size, step.box.size_mm, atol=1e-4)
+        assert np.allclose(axes, np.asarray(step.box.axes_lps).T, atol=1e-6)
+        logged = direct.steps[n]["box"]           # the same pass of the backend's own run
+        assert np.allclose(centre, logged["centre_lps"], atol=2e-3) and np.allclose(size, logged["size_mm"])
+        memory = mb.volume_to_image(stepper.display.memory)
+        assert memory.same_grid(grid) and int(memory.array.sum()) == int((step.memory > 0).sum())
+        if step.fragment is not None and step.fragment.any():
+            shown = mb.segmentation_to_image(stepper.display.fragment)
+            assert int((shown.array > 0).sum()) == int(step.fragment.sum())
+            fragments += 1
+    assert fragments >= 1
+    assert len(stepper.found) == sum(1 for s in stepper.steps if s.accepted is not None)
+    assert set(_temporary(scene)) >= {"IIS patch", "IIS memory"}
+    out = stepper.run_to_end(timeout=600)
+    assert stepper.state == "done" and _temporary(scene) == []
+    assert np.array_equal(mb.segmentation_to_image(out.segmentation, volume).array, direct.labels.array)
+    assert [r["label"] for r in out.rows] == [r["label"] for r in run["out"].rows]
+    assert len(stepper.steps) == len(direct.steps)
+    assert scene.GetNumberOfNodes() > before
+
+
+def test_cancelled_stepping_leaves_the_scene_as_it_was(models, case):
+    scene = mb.new_scene()
+    volume = mb.image_to_volume(scene, case[0], "MR")
+    logic = IISLogic(scene)
+    before = scene.GetNumberOfNodes()
+    stepper = logic.stepper(volume, models["main"], device="cpu", threads=THREADS)
+    assert stepper.step(timeout=300) is not None
+    assert stepper.step(timeout=300) is not None
+    assert _temporary(scene)
+    stepper.cancel()
+    assert stepper.state == "cancelled" and stepper.outputs is None
+    assert _temporary(scene) == [] and scene.GetNumberOfNodes() == before
+    assert stepper.step() is None
+
+
+# -- bad input ----------------------------------------------------------------------------------------------------
+def _refused(scene, call, match):
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(SpineSegError, match=match) as info:
+        call()
+    assert scene.GetNumberOfNodes() == before
+    return info.value
+
+
+def test_bad_input_is_refused_with_a_clear_message(models, case, tmp_path):
+    image, reference = case
+    scene = mb.new_scene()
+    logic = IISLogic(scene)
+    volume = mb.image_to_volume(scene, image, "MR")
+    labels = mb.image_to_volume(scene, reference, "vertebrae", labelmap=True)
+    flat = mb.image_to_volume(scene, Image(image.array[100:101].copy(), image.spacing, image.origin, image.direction),
+                              "one slice")
+    for call in (logic.start, logic.stepper):
+        assert isinstance(_refused(scene, lambda: call(None, models["main"]), "no input volume selected"), InputError)
+        _refused(scene, lambda: call(labels, models["main"]), "'vertebrae' is a label map")
+        _refused(scene, lambda: call(flat, models["main"]), r"'one slice' is a 2-D image \(77 x 224 x 1 voxels\)")
+        _refused(scene, lambda: call(volume, models["ct"]), r"is a CT model, but the input looks like MR")
+        _refused(scene, lambda: call(volume, ""), "no model selected")
+        _refused(scene, lambda: call(volume, tmp_path / "missing.pt"), "model weights not found")
+    with pytest.raises(InputError, match="unknown device"):
+        logic.start(volume, models["main"], device="tpu")
+    # a result that does not lie on the input's grid is refused before any node is made
+    shifted = Image(np.zeros((10, 10, 10), np.uint8), (1.0, 1.0, 1.0))
+    _refused(scene, lambda: logic.import_result(volume, image, shifted, [], "mr"), "does not lie on the input's grid")
