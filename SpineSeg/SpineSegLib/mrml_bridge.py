@@ -403,7 +403,7 @@ def annotate_segments(segmentation_node, vertebrae: dict) -> None:
     ``SpineSeg.<Key>`` (``regressed_label`` -> ``SpineSeg.RegressedLabel``), numbers written with ``repr``.
     Raises :class:`SpineSegError` for a label with no segment. From an IIS result::
 
-        annotate_segments(seg, {r.id: {"complete": r.complete, "completeness": r.completeness,
+        annotate_segments(seg, {r.id: {"complete": r.complete, "completeness_probability": r.completeness,
                                        "regressed_label": r.regressed_label} for r in result.instances if r.in_output})
     """
     by_label = {label: sid for sid, label in segment_labels(segmentation_node, strict=False).items()}

@@ -36,6 +36,11 @@ class IISConfig:
     min_fragment_mm3: float = 1000.0     # v_min of the traversal
     hu_surface_threshold: float | None = 200.0  # CT post-processing; None for MR
     description: str = ""
+    # InstanceNorm on the last conv of the label / completeness heads. With it, the global average
+    # that follows only sees a normalised, content-blind distribution (the label head cannot learn;
+    # measured in training). Weights saved before this field existed have it: from_dict() sets it
+    # True when the key is missing.
+    head_final_norm: bool = False
 
     def __post_init__(self):
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -72,6 +77,8 @@ class IISConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "IISConfig":
         known = {f.name for f in fields(cls)}
+        d = dict(d)
+        d.setdefault("head_final_norm", True)      # files written before the field existed
         return cls(**{k: v for k, v in d.items() if k in known})
 
     @classmethod

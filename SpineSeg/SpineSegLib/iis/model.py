@@ -53,15 +53,18 @@ def _conv_block(cin: int, cout: int) -> nn.Sequential:
 class _RecognitionHead(nn.Module):
     """Further compression of the bottleneck to one value (label or completeness)."""
 
-    def __init__(self, cin: int, width: int):
+    def __init__(self, cin: int, width: int, final_norm: bool = False):
         super().__init__()
+        # Without a norm on the last conv, the global average keeps what the features say about
+        # the patch; after an InstanceNorm it would average a normalised distribution only.
+        last = [nn.Conv3d(width, width, 3, padding=1, bias=False), nn.InstanceNorm3d(width, affine=True)] \
+            if final_norm else [nn.Conv3d(width, width, 3, padding=1, bias=True)]
         self.features = nn.Sequential(
             nn.Conv3d(cin, width, 3, padding=1, bias=False),
             nn.InstanceNorm3d(width, affine=True),
             nn.ReLU(inplace=True),
             nn.MaxPool3d(2, ceil_mode=True),
-            nn.Conv3d(width, width, 3, padding=1, bias=False),
-            nn.InstanceNorm3d(width, affine=True),
+            *last,
             nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool3d(1),
         )
@@ -81,8 +84,8 @@ class IISNet(nn.Module):
         self.upsamplers = nn.ModuleList([nn.ConvTranspose3d(w, w, 2, stride=2) for _ in range(config.levels - 1)])
         self.decoders = nn.ModuleList([_conv_block(2 * w, w) for _ in range(config.levels - 1)])
         self.segmentation_head = nn.Conv3d(w, config.out_channels, 1)
-        self.label_head = _RecognitionHead(w, config.head_width)
-        self.completeness_head = _RecognitionHead(w, config.head_width)
+        self.label_head = _RecognitionHead(w, config.head_width, config.head_final_norm)
+        self.completeness_head = _RecognitionHead(w, config.head_width, config.head_final_norm)
 
     def forward(self, x: torch.Tensor) -> IISOutput:
         skips = []
