@@ -1,0 +1,188 @@
+"""The lines that bound the vertebra in each axial slice (Revy et al., section 3.2, Figure 3).
+
+Rows grow towards posterior (anterior at the top of the slice), columns towards the patient's left.
+
+* **H3** -- end of the spinous process: the most posterior bone of the maximum intensity
+  projection across sagittal slices (the bone mask projected along x), as the paper does; we
+  project only a band around the centerline and keep the projection's part that is connected to
+  the centerline, so that the scapulae or a table cannot be taken for it;
+* **H1** -- top (front) of the vertebral body: the most anterior mask pixel in a band of columns
+  around the centerline;
+* **H2** -- one third of the way from H1 to H3 (the upper third of the vertebra);
+* **V4** -- centre column: the median of the mask's pixels across columns (where the cumulative
+  column sum passes half);
+* **V2, V5** -- the vertebral body's widest extent between H1 and H2, on the run of mask pixels
+  through V4 (the mask's holes filled for the measurement);
+* **V1, V6** -- V2 and V5 shifted outwards by the body's width; the mask is discarded outside
+  V1..V6 (the ribs), and in front of H1 and behind H3;
+* **V3** -- the centre column again, on the cut mask.
+
+Arrays are canonical ``[z, y, x]``; positions are voxel indices (NaN where a slice has none).
+
+Console use::
+
+    from SpineSegLib.classical.bounding_lines import spinous_end, bounding_lines
+    h3 = spinous_end(bone, centres, band_px=43)
+    lines, cut = bounding_lines(rough, h3, centres, params, spacing_yx=(0.7, 0.7))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from .morphology import fill_small_holes
+
+NAMES = ("H1", "H2", "H3", "V1", "V2", "V3", "V4", "V5", "V6")
+
+
+@dataclass
+class SliceLines:
+    """Per-slice line positions (rows for H, columns for V), NaN where a slice has none."""
+
+    rows: dict = field(default_factory=dict)      # H1, H2, H3 -> (nz,) float
+    columns: dict = field(default_factory=dict)   # V1 ... V6 -> (nz,) float
+    valid: np.ndarray = None                      # (nz,) bool
+
+    def get(self, name: str) -> np.ndarray:
+        return self.rows[name] if name.startswith("H") else self.columns[name]
+
+
+def spinous_end(bone: np.ndarray, centres: np.ndarray, use: np.ndarray, band_px: int) -> np.ndarray:
+    """H3: per slice the most posterior row of the sagittal MIP of ``bone`` (in a band of columns
+    around each slice's centre), within the MIP's part connected to the centres."""
+    nz, ny, nx = bone.shape
+    mip = np.zeros((nz, ny), bool)
+    for k in np.flatnonzero(use):
+        cx = int(round(centres[k, 1]))
+        mip[k] = bone[k, :, max(cx - band_px, 0):min(cx + band_px + 1, nx)].any(axis=1)
+    labels, _ = ndimage.label(mip, structure=np.ones((3, 3), bool))
+    k = np.flatnonzero(use)
+    rows = np.clip(np.round(centres[k, 0]).astype(int), 0, ny - 1)
+    # the component under each centre, or the nearest one behind it on that slice
+    hit = set()
+    for kk, r in zip(k, rows):
+        behind = np.flatnonzero(labels[kk, r:])
+        if labels[kk, r]:
+            hit.add(labels[kk, r])
+        elif behind.size:
+            hit.add(labels[kk, r + behind[0]])
+    keep = np.isin(labels, list(hit)) if hit else np.zeros_like(mip)
+    any_row = keep.any(axis=1)
+    last = ny - 1 - np.argmax(keep[:, ::-1], axis=1)
+    return np.where(any_row & use, last, np.nan).astype(float)
+
+
+def median_column(mask2d: np.ndarray) -> float:
+    """The column where the cumulative count of mask pixels passes half (NaN for an empty mask)."""
+    counts = mask2d.sum(axis=0)
+    total = counts.sum()
+    if total == 0:
+        return np.nan
+    return float(np.searchsorted(np.cumsum(counts), total / 2.0))
+
+
+def _widest_run(rows2d: np.ndarray, column: int) -> tuple[float, float]:
+    """Leftmost and rightmost column of the runs through ``column`` over the rows of ``rows2d``."""
+    left, right = np.inf, -np.inf
+    for row in rows2d:
+        if not row[column]:
+            continue
+        off = np.flatnonzero(~row)
+        lo = off[off < column]
+        hi = off[off > column]
+        left = min(left, (lo[-1] + 1) if lo.size else 0)
+        right = max(right, (hi[0] - 1) if hi.size else row.size - 1)
+    return (left, right) if np.isfinite(left) else (np.nan, np.nan)
+
+
+def bounding_lines(mask: np.ndarray, h3: np.ndarray, centres: np.ndarray, use: np.ndarray, params,
+                   spacing_yx) -> tuple[SliceLines, np.ndarray]:
+    """Compute H1, H2, V1 ... V6 (H3 given) and return them with the mask cut to V1..V6 x H1..H3."""
+    nz, ny, nx = mask.shape
+    sy, sx = spacing_yx
+    band = max(int(round(params.top_band_mm / sx)), 0)
+    filled = fill_small_holes(mask, np.pi * params.localization_fill_mm ** 2 / (sy * sx))
+    rows = {n: np.full(nz, np.nan) for n in ("H1", "H2", "H3")}
+    cols = {n: np.full(nz, np.nan) for n in ("V1", "V2", "V3", "V4", "V5", "V6")}
+    valid = np.zeros(nz, bool)
+    cut = np.zeros_like(mask)
+    for k in np.flatnonzero(use):
+        if not mask[k].any() or not np.isfinite(h3[k]):
+            continue
+        cx = int(round(centres[k, 1]))
+        strip = mask[k, :, max(cx - band, 0):min(cx + band + 1, nx)].any(axis=1)
+        if not strip.any():
+            continue
+        h1 = int(np.argmax(strip))
+        h3k = int(h3[k])
+        if h3k <= h1:
+            continue
+        h2 = h1 + (h3k - h1) / 3.0
+        v4 = median_column(filled[k])
+        v2, v5 = _widest_run(filled[k, h1:int(round(h2)) + 1], int(v4))
+        if not np.isfinite(v2):
+            continue
+        width = (v5 - v2 + 1) * params.width_shift_factor
+        v1, v6 = v2 - width, v5 + width
+        sl = mask[k].copy()
+        sl[:h1] = False
+        sl[h3k + 1:] = False
+        sl[:, :max(int(np.ceil(v1)), 0)] = False
+        sl[:, int(np.floor(v6)) + 1:] = False
+        cut[k] = sl
+        v3 = median_column(sl)
+        rows["H1"][k], rows["H2"][k], rows["H3"][k] = h1, h2, h3k
+        for name, value in zip(("V1", "V2", "V3", "V4", "V5", "V6"), (v1, v2, v3, v4, v5, v6)):
+            cols[name][k] = value
+        valid[k] = True
+    _cut_between(mask, cut, rows, cols, valid, use)
+    return SliceLines(rows, cols, valid), cut
+
+
+def _cut_between(mask, cut, rows, cols, valid, use):
+    """Slices on the spine without lines of their own (a disc, where the band around the centre
+    holds no body) are cut with the lines interpolated from the slices above and below (ours)."""
+    known = np.flatnonzero(valid)
+    if known.size == 0:
+        return
+    nz, ny, nx = mask.shape
+    for k in np.flatnonzero(use & ~valid):
+        if not mask[k].any() or k < known[0] or k > known[-1]:
+            continue
+        h1, h3 = (np.interp(k, known, rows[n][known]) for n in ("H1", "H3"))
+        v1, v6 = (np.interp(k, known, cols[n][known]) for n in ("V1", "V6"))
+        sl = mask[k].copy()
+        sl[:max(int(np.floor(h1)), 0)] = False
+        sl[int(np.ceil(h3)) + 1:] = False
+        sl[:, :max(int(np.ceil(v1)), 0)] = False
+        sl[:, int(np.floor(v6)) + 1:] = False
+        cut[k] = sl
+
+
+def has_canal(mask2d: np.ndarray, h1: float, h3: float, column: float, spacing_yx, min_gap_mm: float = 5.0,
+              max_gap_mm: float = 30.0, side_mm: float = 15.0) -> bool:
+    """True when the slice shows a spinal canal (ours, a plausibility check): along the centre column,
+    between H1 and H3, a gap without mask of ``min_gap_mm``-``max_gap_mm`` with bone in front of and
+    behind it, and bone on both sides of it within ``side_mm`` (pedicles or laminae)."""
+    sy, sx = spacing_yx
+    r0, r1 = int(round(h1)), int(round(h3)) + 1
+    c = int(round(column))
+    half = max(int(round(1.5 / sx)), 0)
+    side = max(int(round(side_mm / sx)), 1)
+    if c - side < 0 or c + side >= mask2d.shape[1] or r1 - r0 < 3:
+        return False
+    centre = mask2d[r0:r1, c - half:c + half + 1].any(axis=1)
+    rows = np.flatnonzero(centre)
+    if rows.size < 2:
+        return False
+    gaps = np.diff(rows) - 1
+    for g in np.flatnonzero((gaps * sy >= min_gap_mm) & (gaps * sy <= max_gap_mm)):
+        a, b = r0 + rows[g] + 1, r0 + rows[g + 1]           # the gap's rows
+        left = mask2d[a:b, c - side:c - half].any()
+        right = mask2d[a:b, c + half + 1:c + side + 1].any()
+        if left and right:
+            return True
+    return False
