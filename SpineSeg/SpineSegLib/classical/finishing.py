@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from skimage.morphology import convex_hull_image
 
 from .morphology import SLICE_CONNECTIVITY_4, disk_mm, per_slice
 
@@ -39,6 +38,7 @@ def fill_bodies(mask: np.ndarray, hu: np.ndarray, lines, params, spacing_yx) -> 
 
 
 def _fill(mask, hu, lines, params, spacing_yx, row0, col0):
+    from skimage.morphology import convex_hull_image  # scikit-image is installed on first use in Slicer
     sy, sx = spacing_yx
     out = mask.copy()
     for k in np.flatnonzero(lines.valid):
