@@ -40,7 +40,6 @@ Console use::
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import re
@@ -198,38 +197,9 @@ def build_train_config(parent_ckpt: dict, ds: AnnotationDataset, staging: Path, 
     return TrainConfig(config, data, training, run_dir)
 
 
-def _seed_resume_state(cfg, parent_ckpt: dict, run_dir: Path, log) -> None:
-    """Turn ``run_dir`` into a run that resumes at iteration 0 from the parent's weights (step 2).
-
-    ``train(cfg, until=1)`` builds the run exactly as the training loop does (its optimizer with
-    its parameter groups, RNG state, logs); then the resume state is rewritten: the parent's
-    weights, the optimizer's groups with no moments (a fresh Adam), iteration 0, empty logs.
-    """
-    import torch
-
-    from ..iis.checkpoint import read_checkpoint, save_checkpoint
-    from ..iis.model import IISNet
-    from ..iis.training import train
-
-    train(cfg, until=1, log=log, show_progress=False)
-    ck = read_checkpoint(run_dir / "last.pt")
-    model = IISNet(cfg.model)
-    model.load_state_dict(parent_ckpt["state_dict"])
-    optimizer = {"state": {}, "param_groups": ck["optimizer"]["param_groups"]}
-    state = {**ck["train_state"], "iteration": 0, "train_rows": [], "val_rows": [], "best": None, "snapshots": [],
-             "elapsed_s": 0.0}
-    for name in ("best.pt", "summary.json", "train_log.csv", "validation_log.csv", "curves.png"):
-        (run_dir / name).unlink(missing_ok=True)
-    save_checkpoint(run_dir / "last.pt", model, {**(ck.get("metadata") or {}), "iteration": 0,
-                                                 "initialised_from": "parent weights"},
-                    optimizer=optimizer, scaler=None, rng=ck.get("rng") or {"torch": torch.get_rng_state()},
-                    train_state=state, iteration=0)
-
-
 def _run_training(cfg, parent_ckpt: dict, parent_path: Path, run_dir: Path, progress: Progress, log) -> dict:
     from ..iis.training import train
 
-    params = inspect.signature(train).parameters
     total = cfg.training.iterations
 
     def train_log(message: str) -> None:
@@ -238,15 +208,9 @@ def _run_training(cfg, parent_ckpt: dict, parent_path: Path, run_dir: Path, prog
         if m:   # reported as a progress step (the run folder's logs keep every figure)
             progress.step(f"fine-tuning: {message}", 0.1 + 0.6 * int(m.group(1)) / max(total, 1))
             return
-        if message.startswith("resuming at iteration 0"):
-            message = f"starting from the weights of {parent_path.name}"
         log(message)
 
-    for name in ("init_weights", "initial_weights", "init_from"):
-        if name in params:      # the training helper's own option, once there is one
-            return train(cfg, log=train_log, show_progress=False, **{name: str(parent_path)})
-    _seed_resume_state(cfg, parent_ckpt, run_dir, lambda message: None)
-    return train(cfg, resume=True, log=train_log, show_progress=False)
+    return train(cfg, log=train_log, show_progress=False, init_weights=parent_path)
 
 
 # -- before / after --------------------------------------------------------------------------------------------

@@ -41,6 +41,11 @@ class IISConfig:
     # measured in training). Weights saved before this field existed have it: from_dict() sets it
     # True when the key is missing.
     head_final_norm: bool = False
+    # The label / completeness heads average their last features over a head_grid^3 grid of the
+    # patch before the dense layer: 1 = global average (position-blind); 2 keeps a coarse layout
+    # (which part of the patch holds what), which completeness -- is the target cut by the patch
+    # border? -- needs. Any patch shape works either way.
+    head_grid: int = 1
 
     def __post_init__(self):
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -51,6 +56,9 @@ class IISConfig:
             raise InputError(f"unknown model variant {self.variant!r} (use one of {VARIANTS})")
         if self.direction not in ("up", "down"):
             raise InputError(f"unknown traversal direction {self.direction!r}")
+        if int(self.head_grid) < 1:
+            raise InputError("head_grid must be at least 1")
+        self.head_grid = int(self.head_grid)
         factor = 2 ** (self.levels - 1)
         if len(self.patch_size) != 3 or any(p % factor for p in self.patch_size):
             raise InputError(f"patch size {self.patch_size} must have 3 sides divisible by {factor}")

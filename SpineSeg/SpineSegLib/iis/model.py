@@ -11,7 +11,7 @@ Input: ``[N, 1 + memory_channels, Z, Y, X]`` -- the normalised image and the ins
 Normalisation is InstanceNorm with affine parameters: at batch size 1 it is what BatchNorm with
 batch statistics computes (the public baseline), it behaves the same in training and inference,
 and batches larger than 1 do not mix samples. The two recognition heads continue the compression
-path from the bottleneck and end in global average pooling, so they work for any patch shape.
+path from the bottleneck and end in average pooling (global, or onto a coarse ``head_grid``^3 grid), so they work for any patch shape.
 
 Console use::
 
@@ -53,7 +53,7 @@ def _conv_block(cin: int, cout: int) -> nn.Sequential:
 class _RecognitionHead(nn.Module):
     """Further compression of the bottleneck to one value (label or completeness)."""
 
-    def __init__(self, cin: int, width: int, final_norm: bool = False):
+    def __init__(self, cin: int, width: int, final_norm: bool = False, grid: int = 1):
         super().__init__()
         # Without a norm on the last conv, the global average keeps what the features say about
         # the patch; after an InstanceNorm it would average a normalised distribution only.
@@ -66,9 +66,9 @@ class _RecognitionHead(nn.Module):
             nn.MaxPool3d(2, ceil_mode=True),
             *last,
             nn.ReLU(inplace=True),
-            nn.AdaptiveAvgPool3d(1),
+            nn.AdaptiveAvgPool3d(grid),
         )
-        self.dense = nn.Linear(width, 1)
+        self.dense = nn.Linear(width * grid ** 3, 1)
 
     def forward(self, x):
         return self.dense(torch.flatten(self.features(x), 1)).squeeze(1)
@@ -84,8 +84,8 @@ class IISNet(nn.Module):
         self.upsamplers = nn.ModuleList([nn.ConvTranspose3d(w, w, 2, stride=2) for _ in range(config.levels - 1)])
         self.decoders = nn.ModuleList([_conv_block(2 * w, w) for _ in range(config.levels - 1)])
         self.segmentation_head = nn.Conv3d(w, config.out_channels, 1)
-        self.label_head = _RecognitionHead(w, config.head_width, config.head_final_norm)
-        self.completeness_head = _RecognitionHead(w, config.head_width, config.head_final_norm)
+        self.label_head = _RecognitionHead(w, config.head_width, config.head_final_norm, config.head_grid)
+        self.completeness_head = _RecognitionHead(w, config.head_width, config.head_final_norm, config.head_grid)
 
     def forward(self, x: torch.Tensor) -> IISOutput:
         skips = []

@@ -1,0 +1,74 @@
+"""``spineseg train CONFIG``: train an IIS network from a TOML recipe (see ``iis.train_config``).
+
+Console use::
+
+    spineseg train Resources/Training/mr-vertebral-bodies-small.toml --output runs/mr-small
+    spineseg train runs/mr-small/config.toml --output runs/mr-small --resume      # continue after a stop
+    spineseg train recipe.toml --check                                            # list the split, train nothing
+"""
+
+from __future__ import annotations
+
+HELP = "train an iterative-instance-segmentation (IIS) network from a TOML recipe"
+
+
+def register(sub):
+    p = sub.add_parser(
+        "train",
+        help=HELP,
+        description=(
+            "Train an IIS vertebra network (Lessmann et al. 2019) as the TOML recipe CONFIG says: sections "
+            "[model] (network and grid), [data] (datasets, validation / held-out cases), [training] (schedule, "
+            "sampling, augmentation, device) and [output] (run folder). Ready recipes: Resources/Training/. "
+            "The run folder receives model.pt (final weights), last.pt (resume state), logs and curves.png."
+        ),
+    )
+    p.add_argument("config", metavar="CONFIG", help="training recipe (.toml)")
+    p.add_argument("--output", metavar="DIR", help="run folder (default: [output] dir of the recipe)")
+    p.add_argument("--resume", action="store_true", help="continue the run in the run folder from its last.pt")
+    p.add_argument("--iterations", type=int, metavar="N", help="total iterations (overrides [training] iterations)")
+    p.add_argument("--stop-at", type=int, metavar="N", dest="stop_at",
+                   help="stop after iteration N with a resumable state (split a long run into sessions)")
+    p.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (overrides [training] device)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (overrides [training] threads)")
+    p.add_argument("--workers", type=int, metavar="N", help="data-loading processes (overrides [training] workers)")
+    p.add_argument("--seed", type=int, help="sampling / initialisation seed (overrides [training] seed)")
+    p.add_argument("--check", action="store_true", help="read the recipe and the datasets, print the split and stop")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args):
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..iis.train_config import load_train_config
+
+    cfg = load_train_config(args.config)
+    if args.output:
+        cfg.output_dir = Path(args.output)
+    t = cfg.training
+    for name in ("iterations", "device", "threads", "workers", "seed"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(t, name, value)
+    if t.iterations < 1:
+        raise InputError("--iterations must be at least 1")
+
+    if args.check:
+        from ..iis.training import gather_cases, split_cases
+
+        split = split_cases(gather_cases(cfg), cfg)
+        for name in ("train", "validation", "held_out"):
+            ids = [c.case_id for c in split[name]]
+            print(f"{name}: {len(ids)} case(s)" + (f": {', '.join(ids)}" if ids else ""))
+        print(f"output: {cfg.output_dir}")
+        return 0
+
+    from ..iis.training import train
+
+    summary = train(cfg, resume=args.resume, until=args.stop_at, show_progress=not args.quiet)
+    print(f"iteration {summary['iteration']}/{summary['iterations']}, {summary['sec_per_iter']:.3f} s/iteration; "
+          f"run folder {cfg.output_dir}")
+    return 0

@@ -1,0 +1,69 @@
+"""Seconds per IIS training iteration: data pipeline and network step, fp32 vs bf16 autocast.
+
+    .venv/bin/python Testing/benchmarks/iis_training_speed.py [RECIPE] [--threads 2] [--steps 30]
+
+Uses the recipe's model and sampling/augmentation on its first training cases (default: the small
+MR recipe). Prints the median over ``--steps`` iterations after 3 warm-up steps. Other processes on
+the machine slow it down: the figures are only comparable on an otherwise idle machine.
+"""
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from SpineSegLib.iis.losses import iis_loss
+from SpineSegLib.iis.model import IISNet
+from SpineSegLib.iis.train_config import load_train_config
+from SpineSegLib.iis.training import ExampleStream, gather_cases, prepare_cases, split_cases, to_device
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("recipe", nargs="?", default=REPO / "Resources" / "Training" / "mr-vertebral-bodies-small.toml")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--cases", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_train_config(args.recipe)
+    split = split_cases(gather_cases(cfg), cfg)
+    prepared = prepare_cases(split["train"][: args.cases], cfg.model, None, log=lambda *a: None)
+    stream = ExampleStream(prepared, cfg)
+    vox = float(np.prod(cfg.model.voxel_size_mm))
+
+    t_data = []
+    batches = []
+    for it in range(1, args.steps + 4):
+        t = time.perf_counter()
+        batches.append(stream.batch(0, it, cfg.training.batch_size))
+        t_data.append(time.perf_counter() - t)
+    print(f"{cfg.model.width} channels, patch {list(cfg.model.patch_size)}, batch {cfg.training.batch_size}, "
+          f"threads {args.threads}")
+    print(f"data (sample + augment + surface weights): {statistics.median(t_data[3:]):.3f} s per batch")
+
+    for name, dtype in (("fp32", None), ("bf16 autocast", torch.bfloat16)):
+        torch.manual_seed(0)
+        net = IISNet(cfg.model)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.99, 0.999))
+        times = []
+        for batch in batches:
+            b = to_device(batch, torch.device("cpu"), False)
+            t = time.perf_counter()
+            with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+                out = net(b["inputs"])
+            loss = iis_loss(out, b, 0.5, vox)["loss"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - t)
+        print(f"network step, {name}: {statistics.median(times[3:]):.3f} s")
+
+
+if __name__ == "__main__":
+    main()

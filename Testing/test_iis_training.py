@@ -1,0 +1,168 @@
+"""IIS training on real MR (MyoSegmenTUM spine): a tiny model learns, a resumed run is the same run,
+and the recipe / CLI report problems in one line."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, data_path
+from SpineSegLib.errors import InputError, OutputExistsError
+from SpineSegLib.iis.checkpoint import load_model, read_checkpoint
+from SpineSegLib.iis.train_config import load_train_config, parse_train_config, to_toml
+from SpineSegLib.iis.training import ExampleStream, _batches, gather_cases, prepare_cases, split_cases, train
+
+RECIPE = REPO / "Resources" / "Training" / "mr-vertebral-bodies-small.toml"
+
+
+def tiny_recipe(out_dir, **training):
+    t = {"iterations": 300, "lambda_min": 1.0, "checkpoint_every": 60, "validate_every": 150,
+         "validation_patches": 16, "log_every": 20, "threads": 1, "final": "average", "average_last": 2,
+         "label_lr_scale": 20.0, "sampling": {"centre_margin_mm": 8.0}}
+    t.update(training)
+    return {
+        "model": {"modality": "mr", "width": 8, "levels": 3, "head_width": 8, "patch_size": [32, 32, 32],
+                  "voxel_size_mm": [2.0, 2.0, 2.0], "pad_value": -1.5},
+        "data": {"cache": "", "train": ["myosegmentum/0[1-3]"], "validation": ["myosegmentum/04"],
+                 "sources": [{"kind": "myosegmentum", "root": str(data_path("mr", "vertebral-bodies-myosegmentum"))}]},
+        "training": t,
+        "output": {"dir": str(out_dir)},
+    }
+
+
+def rows(path):
+    with open(path) as f:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny-run")
+    cfg = parse_train_config(tiny_recipe(out), out)
+    summary = train(cfg, show_progress=False, log=lambda *a: None)
+    return out, summary
+
+
+def test_tiny_model_learns_on_real_mr(tiny_run):
+    out, summary = tiny_run
+    log = rows(out / "train_log.csv")
+    assert [r["iteration"] for r in log] == list(range(20, 301, 20))
+    first = np.mean([r["loss"] for r in log[:3]])
+    last = np.mean([r["loss"] for r in log[-3:]])
+    assert last < 0.75 * first, (first, last)
+    # Dice of the target vertebra on the (augmented) training patches of the last 60 iterations
+    assert np.mean([r["train_dice"] for r in log[-3:]]) > 0.6
+    val = rows(out / "validation_log.csv")
+    assert [r["iteration"] for r in val] == [150, 300]
+    assert summary["final_validation"]["dice"] > 0.6        # held-out case myosegmentum/04
+    assert summary["finished"] and summary["train_cases"] == ["myosegmentum/01", "myosegmentum/02", "myosegmentum/03"]
+    assert (out / "curves.png").stat().st_size > 10_000
+
+
+def test_run_folder_holds_self_describing_weights(tiny_run):
+    out, summary = tiny_run
+    net, config, meta = load_model(out / "model.pt", expected_modality="mr")
+    assert config.width == 8 and config.patch_size == (32, 32, 32) and config.pad_value == -1.5
+    assert meta["iteration"] == 300 and "average of 2 snapshots" in meta["final_weights"]
+    assert meta["validation_cases"] == ["myosegmentum/04"] and "T13 (28) = 19.5" in meta["label_convention"]
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["iter_0000240.pt", "iter_0000300.pt"]
+    best = read_checkpoint(out / "best.pt")["metadata"]
+    assert best["iteration"] in (150, 300)
+    assert json.loads((out / "summary.json").read_text())["iteration"] == 300
+    # the run's config.toml reads back as the same recipe
+    again = load_train_config(out / "config.toml")
+    assert again.model == config and again.training.iterations == 300
+    # a finished run folder is not overwritten by a new run
+    with pytest.raises(OutputExistsError):
+        train(parse_train_config(tiny_recipe(out), out), show_progress=False, log=lambda *a: None)
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    recipe = dict(iterations=12, checkpoint_every=6, validate_every=6, validation_patches=4, log_every=3,
+                  final="last", threads=1)
+    a = parse_train_config(tiny_recipe(tmp_path / "a", **recipe), tmp_path)
+    b = parse_train_config(tiny_recipe(tmp_path / "b", **recipe), tmp_path)
+    quiet = dict(show_progress=False, log=lambda *x: None)
+    train(a, **quiet)
+    stopped = train(b, until=6, **quiet)
+    assert stopped["iteration"] == 6 and not stopped["finished"] and not (tmp_path / "b" / "model.pt").exists()
+    with pytest.raises(InputError, match="nothing to resume"):
+        train(parse_train_config(tiny_recipe(tmp_path / "c", **recipe), tmp_path), resume=True, **quiet)
+    train(b, resume=True, **quiet)
+    ca, cb = read_checkpoint(tmp_path / "a" / "last.pt"), read_checkpoint(tmp_path / "b" / "last.pt")
+    for k, v in ca["state_dict"].items():
+        assert torch.equal(v, cb["state_dict"][k]), k
+    sa, sb = ca["optimizer"]["state"], cb["optimizer"]["state"]
+    for k in sa:
+        assert torch.equal(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"])
+    assert (tmp_path / "a" / "train_log.csv").read_text().splitlines()[1:] != []
+    la, lb = rows(tmp_path / "a" / "train_log.csv"), rows(tmp_path / "b" / "train_log.csv")
+    assert [(r["iteration"], r["loss"]) for r in la] == [(r["iteration"], r["loss"]) for r in lb]
+
+
+def test_patches_depend_on_the_seed_only(tmp_path):
+    cfg = parse_train_config(tiny_recipe(tmp_path / "s"), tmp_path)
+    split = split_cases(gather_cases(cfg), cfg)
+    stream = ExampleStream(prepare_cases(split["train"][:1], cfg.model, None, log=lambda *a: None), cfg)
+    one = dict(_batches(stream, 7, 0, 4, 1, workers=0))
+    two = dict(_batches(stream, 7, 0, 4, 1, workers=2))       # two loader processes, same batches
+    assert sorted(one) == sorted(two) == [1, 2, 3, 4]
+    for it in one:
+        for key in one[it]:
+            np.testing.assert_array_equal(one[it][key], two[it][key])
+    other = stream.batch(8, 1, 1)
+    assert not np.array_equal(other["inputs"], one[1]["inputs"])
+
+
+def test_recipe_and_config_errors(tmp_path):
+    cfg = load_train_config(RECIPE)
+    assert cfg.model.modality == "mr" and cfg.model.width == 16 and cfg.model.patch_size == (48, 48, 48)
+    assert cfg.training.betas == (0.99, 0.999) and cfg.training.lr == 1e-3
+    assert cfg.data.sources[0].root.resolve() == data_path("mr", "vertebral-bodies-myosegmentum").resolve()
+    split = split_cases(gather_cases(cfg), cfg)
+    assert (len(split["train"]), len(split["validation"]), len(split["held_out"])) == (35, 6, 9)
+    # the written form reads back
+    (tmp_path / "again.toml").write_text(to_toml(cfg))
+    assert load_train_config(tmp_path / "again.toml").model == cfg.model
+
+    bad = tiny_recipe(tmp_path / "x")
+    bad["training"]["learning_rate"] = 0.1
+    with pytest.raises(InputError, match="unknown setting.*learning_rate"):
+        parse_train_config(bad, tmp_path)
+    bad = tiny_recipe(tmp_path / "x")
+    bad["data"]["validation"] = ["zukic/*"]
+    with pytest.raises(InputError, match="matches no case"):
+        split_cases(gather_cases(parse_train_config(bad, tmp_path)), parse_train_config(bad, tmp_path))
+    bad = tiny_recipe(tmp_path / "x")
+    bad["model"]["modality"] = "ct"
+    with pytest.raises(InputError, match="is MR but the model is for CT"):
+        gather_cases(parse_train_config(bad, tmp_path))
+
+
+def spineseg(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "SpineSegLib", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_cli_train_check_and_one_line_errors(tmp_path):
+    r = spineseg("train", RECIPE, "--check")
+    assert r.returncode == 0, r.stderr
+    assert "train: 35 case(s)" in r.stdout and "held_out: 9 case(s)" in r.stdout
+
+    r = spineseg("train", tmp_path / "missing.toml")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "training config not found" in r.stderr
+
+    recipe = RECIPE.read_text().replace("../../../shared/data/mr/vertebral-bodies-myosegmentum", str(tmp_path / "nowhere"))
+    (tmp_path / "r.toml").write_text(recipe)
+    r = spineseg("train", tmp_path / "r.toml", "--output", tmp_path / "run")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
+    assert "dataset folder not found" in r.stderr and not (tmp_path / "run").exists()
+
+    (tmp_path / "t.toml").write_text("[model]\nwidth = 8\n[training]\niterations = 'many'\n")
+    r = spineseg("train", tmp_path / "t.toml")
+    assert r.returncode == 2 and "[data] has no [[data.sources]]" in r.stderr
