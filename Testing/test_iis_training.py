@@ -162,6 +162,13 @@ def test_cli_train_check_and_one_line_errors(tmp_path):
     r = spineseg("train", tmp_path / "r.toml", "--output", tmp_path / "run")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
     assert "dataset folder not found" in r.stderr and not (tmp_path / "run").exists()
+    assert "--data myosegmentum=PATH" in r.stderr
+    # --data points the recipe's source at the real folder
+    r = spineseg("train", tmp_path / "r.toml", "--data", f"myosegmentum={data_path('mr', 'vertebral-bodies-myosegmentum')}",
+                 "--check")
+    assert r.returncode == 0 and "held_out: 9 case(s)" in r.stdout, r.stderr
+    r = spineseg("train", tmp_path / "r.toml", "--data", "verse=/data/VerSe", "--check")
+    assert r.returncode == 2 and "has no [[data.sources]] of kind 'verse' (it has: myosegmentum)" in r.stderr
 
     (tmp_path / "t.toml").write_text("[model]\nwidth = 8\n[training]\niterations = 'many'\n")
     r = spineseg("train", tmp_path / "t.toml")

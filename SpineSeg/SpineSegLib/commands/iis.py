@@ -30,7 +30,8 @@ def register(sub):
     )
     p.add_argument("input", metavar="INPUT", help="CT or MR scan (NIfTI, NRRD, MHA or a DICOM folder)")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="label map to write (.nii.gz, .nii, .nrrd, .mha)")
-    p.add_argument("--model", required=True, metavar="WEIGHTS", help="IIS weights file (.pt) of the scan's modality")
+    p.add_argument("--model", required=True, metavar="WEIGHTS", help="IIS weights file (.pt) of the scan's modality, or the name of a bundled model "
+                        "(e.g. mr-vertebral-bodies; see Resources/Models)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where the network runs (auto: CUDA if available; out of GPU memory falls back to the CPU)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
@@ -129,8 +130,10 @@ def _progress(quiet: bool):
 def run(args):
     from ..image import read_image, write_image
     from ..iis.inference import segment_vertebrae
+    from ..iis.model_catalog import resolve_model
 
     _check_outputs(args)
+    args.model = resolve_model(args.model)
     start = None
     if args.start:
         start = "centerline" if args.start.strip().lower() == "centerline" else parse_point(args.start)

@@ -5,6 +5,7 @@ Console use::
     spineseg train Resources/Training/mr-vertebral-bodies-small.toml --output runs/mr-small
     spineseg train runs/mr-small/config.toml --output runs/mr-small --resume      # continue after a stop
     spineseg train recipe.toml --check                                            # list the split, train nothing
+    spineseg train Resources/Training/ct-vertebrae-paper.toml --data ctspine1k=/data/CTSpine1K --device cuda
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def register(sub):
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (overrides [training] threads)")
     p.add_argument("--workers", type=int, metavar="N", help="data-loading processes (overrides [training] workers)")
     p.add_argument("--seed", type=int, help="sampling / initialisation seed (overrides [training] seed)")
+    p.add_argument("--data", action="append", default=[], metavar="KIND=PATH",
+                   help="use PATH as the root of the recipe's [[data.sources]] of this kind (repeatable), "
+                        "e.g. --data ctspine1k=/data/CTSpine1K")
     p.add_argument("--check", action="store_true", help="read the recipe and the datasets, print the split and stop")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -48,6 +52,20 @@ def run(args):
     cfg = load_train_config(args.config)
     if args.output:
         cfg.output_dir = Path(args.output)
+    for item in args.data:
+        kind, sep, root = item.partition("=")
+        matching = [src for src in cfg.data.sources if src.kind == kind.strip()]
+        if not sep or not root.strip():
+            raise InputError(f"--data {item!r}: use KIND=PATH, e.g. ctspine1k=/data/CTSpine1K")
+        if not matching:
+            kinds = ", ".join(sorted({src.kind for src in cfg.data.sources}))
+            raise InputError(f"--data {item!r}: the recipe has no [[data.sources]] of kind {kind!r} (it has: {kinds})")
+        for src in matching:
+            src.root = Path(root.strip()).expanduser().resolve()
+    for src in cfg.data.sources:
+        if not Path(src.root).exists():
+            raise InputError(f"dataset folder not found: {src.root} (the recipe's {src.kind} source; "
+                             f"point it at your copy with --data {src.kind}=PATH)")
     t = cfg.training
     for name in ("iterations", "device", "threads", "workers", "seed"):
         value = getattr(args, name)

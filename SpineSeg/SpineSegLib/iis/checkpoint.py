@@ -18,6 +18,7 @@ Console use::
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -65,11 +66,28 @@ def save_checkpoint(path, model: IISNet, metadata: dict | None = None, **extra) 
     return path
 
 
+def card_sha256(path) -> str | None:
+    """The SHA-256 that the model card beside a weights file (``NAME.json`` for ``NAME.pt``) records."""
+    card = Path(path).with_suffix(".json")
+    if not card.is_file():
+        return None
+    try:
+        value = json.loads(card.read_text()).get("sha256")
+    except (ValueError, AttributeError):
+        raise InputError(f"{card}: model card is not valid JSON") from None
+    return str(value).lower() if value else None
+
+
 def read_checkpoint(path, expected_sha256: str | None = None) -> dict:
-    """Load the raw checkpoint dictionary, with clear errors for missing or foreign files."""
+    """Load the raw checkpoint dictionary, with clear errors for missing or foreign files.
+
+    The file is checked against ``expected_sha256``, else against the SHA-256 of its model card
+    (``NAME.json`` beside ``NAME.pt``, as for the bundled models), when there is one.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"model weights not found: {path}")
+    expected_sha256 = expected_sha256 or card_sha256(path)
     if expected_sha256 is not None:
         actual = sha256_of(path)
         if actual != expected_sha256:

@@ -28,6 +28,8 @@ kind               layout accepted
                    sorted by height and the lowest is taken to be L5 (``by-position:L5``): in all 17
                    scans the sacrum lies directly below the lowest labelled body, so they cover T11-L5.
 ``discs``          ``NN_img`` + ``NN_ivd``: 1 = L5/S1 ... 5 = L1/L2 (discs only, no vertebrae).
+``synthetic-ct``   a folder of vertebra label maps (e.g. VerSe masks): ``variants`` CT-like images are
+                   painted around each (``iis.synthetic_ct``), made once into a cache folder.
 ``tptbox``         TPTBox layout ``<case>/image.nii.gz`` + ``<case>/vertebrae.nii.gz``: VerSe ids,
                    100 + v = disc below v, 200 + v = endplate of v (merged into v).
 =================  ==========================================================================
@@ -527,6 +529,15 @@ def read_tptbox(root, modality: str = "mr") -> list[Case]:
     return read_folder(root, "tptbox", modality, "tptbox")
 
 
+def read_synthetic_ct(root, variants: int = 3, seed: int = 0) -> list[Case]:
+    """CT-like images painted around the vertebra label maps in ``root`` (see ``iis.synthetic_ct``)."""
+    from .synthetic_ct import synthetic_cases
+
+    root = _check_folder(root)
+    return [Case(f"synthetic/{name}", image, label, "synthetic", "ct", "verse")
+            for name, image, label in synthetic_cases(root, variants, seed)]
+
+
 READERS = {
     "ctspine1k": read_ctspine1k,
     "verse": read_verse,
@@ -534,6 +545,7 @@ READERS = {
     "folder": read_folder,
     "myosegmentum": read_myosegmentum,
     "zukic": read_zukic,
+    "synthetic-ct": read_synthetic_ct,
     "discs": read_discs,
     "tptbox": read_tptbox,
 }

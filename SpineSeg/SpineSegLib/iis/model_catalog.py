@@ -18,6 +18,7 @@ Console use::
     from SpineSegLib.iis.model_catalog import list_models
     for m in list_models():
         print(m.name, m.modality, m.path, m.summary)
+    resolve_model("mr-vertebral-bodies")     # a bundled model by name, or any path to a .pt file
 """
 
 from __future__ import annotations
@@ -176,3 +177,17 @@ def list_models(folders=None, read_weights: bool = False) -> list[ModelInfo]:
                 out.append(ModelInfo(path=path, name=path.stem, summary=f"(model card unreadable: {exc})",
                                      bundled=folders is None))
     return sorted(out, key=lambda m: m.name.lower())
+
+
+def resolve_model(name_or_path) -> Path:
+    """A weights file from a path, or from the name of a bundled model (``mr-vertebral-bodies``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.suffix in ("", ".pt") and len(path.parts) == 1:
+        for folder in models_folders():
+            candidate = folder / f"{path.stem}.pt"
+            if candidate.is_file():
+                return candidate
+    bundled = ", ".join(sorted(p.stem for f in models_folders() for p in f.glob("*.pt"))) or "none found"
+    raise InputError(f"model weights not found: {name_or_path} (neither a file nor a bundled model; bundled: {bundled})")

@@ -1,0 +1,78 @@
+"""Copy a finished ``spineseg train`` run into ``Resources/Models`` as NAME.pt with its JSON card.
+
+    .venv/bin/python scripts/package_model.py runs/mr-vertebral-bodies mr-vertebral-bodies \
+        --recipe Resources/Training/mr-vertebral-bodies.toml --eval heldout.json \
+        --summary "Lumbar vertebral bodies in sagittal MR ..." --license CC-BY-SA-4.0 [--force]
+
+The card (``NAME.json``, read by ``SpineSegLib.iis.model_catalog`` and checked on every load by
+``SpineSegLib.iis.checkpoint.read_checkpoint``) records the SHA-256 of the weights, the model
+configuration, the training data and split, the recipe, and the figures of
+``Testing/benchmarks/iis_model_eval.py --json`` (``--eval``). The human-readable model card
+(``NAME.md``) is written by hand beside it.
+"""
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from SpineSegLib.iis.checkpoint import read_checkpoint, sha256_of
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("name")
+    ap.add_argument("--recipe", type=Path, required=True)
+    ap.add_argument("--eval", type=Path, action="append", default=[], help="iis_model_eval.py --json output(s)")
+    ap.add_argument("--summary", required=True)
+    ap.add_argument("--license", required=True, help="licence of the weights (follows the training data)")
+    ap.add_argument("--per-pass-cpu", type=float, help="measured seconds per network pass on 2 CPU threads")
+    ap.add_argument("--force", action="store_true")
+    args = ap.parse_args()
+
+    out = REPO / "Resources" / "Models"
+    out.mkdir(parents=True, exist_ok=True)
+    weights, card = out / f"{args.name}.pt", out / f"{args.name}.json"
+    if (weights.exists() or card.exists()) and not args.force:
+        raise SystemExit(f"{weights} exists; pass --force to replace it")
+    ck = read_checkpoint(args.run_dir / "model.pt")
+    meta = ck.get("metadata") or {}
+    tmp = weights.with_suffix(".pt.tmp")
+    shutil.copyfile(args.run_dir / "model.pt", tmp)
+    metrics = {}
+    for path in args.eval:
+        for split, entry in json.loads(path.read_text()).items():
+            metrics[split] = entry["summary"]
+    data = {
+        "name": args.name,
+        "summary": args.summary,
+        "modality": ck["config"]["modality"],
+        "variant": ck["config"]["variant"],
+        "config": ck["config"],
+        "sha256": sha256_of(tmp),
+        "size_bytes": tmp.stat().st_size,
+        "license": args.license,
+        "recipe": str(args.recipe.resolve().relative_to(REPO)),
+        "reproduce": f"spineseg train {args.recipe.resolve().relative_to(REPO)}",
+        "training_data": meta.get("datasets"),
+        "train_cases": meta.get("train_cases"),
+        "validation_cases": meta.get("validation_cases"),
+        "held_out_cases": meta.get("held_out_cases"),
+        "iteration": meta.get("iteration"),
+        "final_weights": meta.get("final_weights"),
+        "label_convention": meta.get("label_convention"),
+        "metrics": metrics,
+        "citation": "Lessmann et al., Medical Image Analysis 53 (2019) 142-155",
+    }
+    if args.per_pass_cpu:
+        data["per_pass_seconds"] = {"cpu": args.per_pass_cpu}
+    tmp.replace(weights)
+    card.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    print(f"{weights} ({data['size_bytes'] / 1e6:.2f} MB, sha256 {data['sha256']})\n{card}")
+
+
+if __name__ == "__main__":
+    main()
