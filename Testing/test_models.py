@@ -4,7 +4,6 @@ card reports."""
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

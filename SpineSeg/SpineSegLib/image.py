@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,18 +210,31 @@ def write_image(image: Image, path, force: bool = False, compress: bool = True) 
     and a failed write never leaves a half-written file in its place.
     """
     path = check_writable(path, force)
-    suffix = output_suffix(path)
+    with replaced_atomically(path, output_suffix(path)) as tmp:
+        sitk.WriteImage(image.to_sitk(), tmp, useCompression=compress)
+    return path
+
+
+@contextmanager
+def replaced_atomically(path, suffix: str = ".tmp"):
+    """Yield a temporary file name beside ``path``; when the block ends without an error the file
+    gets default permissions and replaces ``path`` in one rename, else it is removed. A reader
+    never sees a half-written ``path``, and a failed write leaves the old ``path`` as it was::
+
+        with replaced_atomically(path, ".png") as tmp:
+            fig.savefig(tmp)
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        sitk.WriteImage(image.to_sitk(), tmp, useCompression=compress)
+        yield tmp
         set_default_permissions(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return path
 
 
 def set_default_permissions(path) -> None:

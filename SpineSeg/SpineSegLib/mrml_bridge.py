@@ -43,9 +43,7 @@ Markups, tables and files are in :mod:`SpineSegLib.mrml_results`.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +52,7 @@ import vtk
 from vtk.util import numpy_support
 
 from .errors import InputError, OutputExistsError, SpineSegError
-from .image import Image, set_default_permissions
+from .image import Image, replaced_atomically
 from .labels import CATEGORY_CODE, VERTEBRAE, colour_table_rows, name_of
 
 #: diag(-1, -1, 1): maps LPS to RAS and back
@@ -314,16 +312,8 @@ def write_label_resources(folder, force: bool = False) -> list[Path]:
 
 
 def _write_atomic(path: Path, write) -> None:
-    suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with replaced_atomically(path, "".join(path.suffixes)) as tmp:
         write(tmp)
-        set_default_permissions(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 # -- segmentations ----------------------------------------------------------------------------------------------

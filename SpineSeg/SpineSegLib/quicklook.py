@@ -11,14 +11,12 @@ Console use::
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError, OutputExistsError
-from .image import Image, set_default_permissions
+from .image import Image, replaced_atomically
 from .orientation import to_canonical
 
 WINDOW_HU = (-250, 1000)
@@ -145,16 +143,8 @@ def save_quicklook(image: Image, result, path, force: bool = False, reference: I
     fig.suptitle(heading, fontsize=10)
     fig.tight_layout()
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with replaced_atomically(path, ".png") as tmp:
         fig.savefig(tmp, format="png")
-        set_default_permissions(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

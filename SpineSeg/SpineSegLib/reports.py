@@ -18,8 +18,6 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -38,19 +36,12 @@ def check_output(path, force: bool = False) -> Path:
 
 
 def _atomic_write_text(path, text: str, force: bool) -> Path:
-    from .image import set_default_permissions
+    from .image import replaced_atomically
 
     path = check_output(path, force)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
+    with replaced_atomically(path) as tmp:
+        with open(tmp, "w", newline="") as f:
             f.write(text)
-        set_default_permissions(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -17,16 +17,15 @@ from __future__ import annotations
 import datetime as _dt
 import getpass
 import json
-import math
 import os
 import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import InputError
+from ..reports import plain
 
 DATASET_FORMAT = "spineseg-annotation-dataset"
 CASE_FORMAT = "spineseg-annotation-case"
@@ -65,23 +64,6 @@ def current_user(user: str | None = None) -> str:
         return getpass.getuser() or "unknown"
     except Exception:  # no login name (containers, some Windows services)
         return os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
-
-
-def plain(value):
-    """JSON-ready copy: numpy scalars/arrays as Python values, Paths as strings, NaN/inf as None."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return plain(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 # -- reading and writing -------------------------------------------------------------------------

@@ -16,15 +16,13 @@ Console use::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import OutputExistsError
-from ..image import Image, set_default_permissions, write_image
+from ..image import Image, replaced_atomically, write_image
 from .params import ClassicalParams
 
 MASK_FILES = {"mask": "spine_mask.nii.gz", "bone_mask": "bone_mask.nii.gz", "aorta_mask": "aorta_mask.nii.gz"}
@@ -110,9 +108,7 @@ class ClassicalResult:
         for attr, name in MASK_FILES.items():
             write_image(getattr(self, attr), directory / name, force=True)
         target = directory / JSON_FILE
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(self.to_json_dict(), handle, indent=1)
-        set_default_permissions(tmp)
-        os.replace(tmp, target)
+        with replaced_atomically(target, ".json") as tmp:
+            with open(tmp, "w") as handle:
+                json.dump(self.to_json_dict(), handle, indent=1)
         return paths

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..errors import InputError
-from ..image import set_default_permissions
+from ..image import replaced_atomically
 from .config import IISConfig
 from .model import IISNet
 
@@ -54,15 +52,8 @@ def save_checkpoint(path, model: IISNet, metadata: dict | None = None, **extra) 
         "metadata": dict(metadata or {}),
         **extra,
     }
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
-    os.close(fd)
-    try:
+    with replaced_atomically(path, ".pt") as tmp:
         torch.save(payload, tmp)
-        set_default_permissions(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
