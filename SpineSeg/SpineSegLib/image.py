@@ -23,9 +23,6 @@ Console use::
 
 from __future__ import annotations
 
-import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +30,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError, OutputExistsError
+from .files import replaced_atomically, set_default_permissions  # noqa: F401 (re-exported)
 
 WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 
@@ -213,35 +211,6 @@ def write_image(image: Image, path, force: bool = False, compress: bool = True) 
     with replaced_atomically(path, output_suffix(path)) as tmp:
         sitk.WriteImage(image.to_sitk(), tmp, useCompression=compress)
     return path
-
-
-@contextmanager
-def replaced_atomically(path, suffix: str = ".tmp"):
-    """Yield a temporary file name beside ``path``; when the block ends without an error the file
-    gets default permissions and replaces ``path`` in one rename, else it is removed. A reader
-    never sees a half-written ``path``, and a failed write leaves the old ``path`` as it was::
-
-        with replaced_atomically(path, ".png") as tmp:
-            fig.savefig(tmp)
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        set_default_permissions(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def set_default_permissions(path) -> None:
-    """Give a file made with ``tempfile.mkstemp`` (mode 0600) the mode a plain ``open`` would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 # -- resampling ----------------------------------------------------------------------------

@@ -58,6 +58,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError, OutputExistsError
+from ..files import fsync_path, sha256_of
 from ..image import Image, read_image, resample_to_grid, set_default_permissions
 from ..labels import VERTEBRAE
 from ..progress import Progress
@@ -115,33 +116,12 @@ def _natural_key(name: str):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _strip_image_suffix(name: str) -> tuple[str, str] | None:
     low = name.lower()
     for suffix in READABLE_SUFFIXES:
         if low.endswith(suffix):
             return name[: -len(suffix)], name[len(name) - len(suffix):]
     return None
-
-
-def _fsync_file(path) -> None:
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _sidecar(name: str, entry: dict) -> dict:
@@ -277,7 +257,7 @@ def _write_label_tmp(label: Image, folder: Path) -> Path:
     tmp = folder / f".tmp-{uuid.uuid4().hex}.nii.gz"
     sitk.WriteImage(label.to_sitk(), str(tmp), True)
     set_default_permissions(tmp)
-    _fsync_file(tmp)
+    fsync_path(tmp)
     return tmp
 
 
@@ -696,7 +676,7 @@ class AnnotationDataset:
         present = label_ids(label.array)
         tmp = _write_label_tmp(label, self.labels_dir(name))
         fields = {"created": now_iso(), "label_convention": LABEL_CONVENTION, "labels": present,
-                  "voxels": int(np.count_nonzero(label.array)), "sha256": _sha256(tmp), **fields}
+                  "voxels": int(np.count_nonzero(label.array)), "sha256": sha256_of(tmp), **fields}
         fields["warnings"] = list(fields.get("warnings", [])) + warnings
         return self._commit(name, tmp, fields, status, eligible)
 
@@ -841,7 +821,7 @@ class AnnotationDataset:
                 if not p.exists():
                     problems.append(Problem(name, "missing-version", f"case {name}: version {n} ({p}) is missing"
                                             + (" -- it is the current one" if n == manifest.get("current") else "")))
-                elif deep and v.get("sha256") and _sha256(p) != v["sha256"]:
+                elif deep and v.get("sha256") and sha256_of(p) != v["sha256"]:
                     problems.append(Problem(name, "checksum", f"case {name}: {p} does not match its recorded SHA-256 "
                                             "(changed outside SpineSeg)"))
             orphans = sorted(n for n, kinds in files.items() if n not in listed and "nii.gz" in kinds)
@@ -891,7 +871,7 @@ class AnnotationDataset:
         if entry is None:
             created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(label_file.stat().st_mtime))
             entry = {"kind": "recovered", "status": "corrected", "user": None, "created": created, "model": None,
-                     "label_convention": LABEL_CONVENTION, "sha256": _sha256(label_file),
+                     "label_convention": LABEL_CONVENTION, "sha256": sha256_of(label_file),
                      "warnings": ["recovered without its metadata: who saved it and why is unknown"]}
         entry["version"] = n
         entry["file"] = f"{LABELS_DIR}/{name}/{label_file.name}"
@@ -1083,7 +1063,7 @@ def create_dataset(root, images, labels=None, *, split="0.7,0.15,0.15", seed: in
             manifest.update(source=str(item.image.resolve()),
                             image_grid={"size": list(image.size), "spacing": list(image.spacing),
                                         "origin": list(image.origin), "orientation": image.orientation},
-                            image_sha256=_sha256(stored) if stored.is_file() else None)
+                            image_sha256=sha256_of(stored) if stored.is_file() else None)
             write_json_atomic(ds.manifest_path(item.name), manifest)
             if item.label is not None:
                 label = read_image(item.label)
@@ -1130,7 +1110,7 @@ def add_cases(ds: AnnotationDataset, images, labels=None, *, mode: str = "copy",
         manifest.update(source=str(item.image.resolve()),
                         image_grid={"size": list(image.size), "spacing": list(image.spacing),
                                     "origin": list(image.origin), "orientation": image.orientation},
-                        image_sha256=_sha256(stored) if stored.is_file() else None)
+                        image_sha256=sha256_of(stored) if stored.is_file() else None)
         write_json_atomic(ds.manifest_path(item.name), manifest)
 
         def change(info, n=item.name):

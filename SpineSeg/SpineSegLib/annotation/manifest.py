@@ -25,6 +25,7 @@ from pathlib import Path
 
 
 from ..errors import InputError
+from ..files import fsync_path
 from ..reports import plain
 
 DATASET_FORMAT = "spineseg-annotation-dataset"
@@ -83,18 +84,8 @@ def read_json(path, what: str):
                          f"{exc.msg})") from None
 
 
-def fsync_dir(folder) -> None:
-    """Flush a folder's entries to disk (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(str(folder), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+fsync_dir = fsync_path   # flushes a folder's entries
+
 
 
 def write_json_atomic(path, data) -> Path:

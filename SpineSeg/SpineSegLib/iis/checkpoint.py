@@ -17,27 +17,18 @@ Console use::
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import torch
 
 from ..errors import InputError
-from ..image import replaced_atomically
+from ..files import replaced_atomically, sha256_of  # noqa: F401 (sha256_of re-exported)
 from .config import IISConfig
 from .model import IISNet
 
 FORMAT = "spineseg-iis"
 FORMAT_VERSION = 1
-
-
-def sha256_of(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_checkpoint(path, model: IISNet, metadata: dict | None = None, **extra) -> Path:

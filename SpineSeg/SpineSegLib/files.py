@@ -1,0 +1,65 @@
+"""Small file helpers shared by the writers: atomic replacement, default permissions, checksums, fsync.
+
+Console use::
+
+    from SpineSegLib.files import replaced_atomically, sha256_of
+    with replaced_atomically("table.csv") as tmp:
+        Path(tmp).write_text("a,b\n")
+    sha256_of("table.csv")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def replaced_atomically(path, suffix: str = ".tmp"):
+    """Yield a temporary file name beside ``path``; when the block ends without an error the file
+    gets default permissions and replaces ``path`` in one rename, else it is removed. A reader
+    never sees a half-written ``path``, and a failed write leaves the old ``path`` as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        set_default_permissions(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def set_default_permissions(path) -> None:
+    """Give a file made with ``tempfile.mkstemp`` (mode 0600) the mode a plain ``open`` would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def sha256_of(path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fsync_path(path) -> None:
+    """Flush a file's data or a folder's entries to disk (a no-op where that is not possible)."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
