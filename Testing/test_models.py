@@ -88,3 +88,19 @@ def test_experimental_ct_model_follows_the_spine_of_lidc():
     result = segment_vertebrae(read_image(folder / "image.nii.gz"), str(weights), device="cpu", threads=2)
     res = evaluate_instance_images(result.labels, read_image(folder / "vertebrae.nii.gz"), pred_ids=None)
     assert res.spine_dice > 0.55 and res.overlap_rate > 0.85, (res.spine_dice, res.overlap_rate)
+
+
+def test_cli_takes_a_bundled_model_by_name(tmp_path, capsys):
+    from SpineSegLib.cli import main
+
+    image = data_path(*MYO, "45_img.nii.gz")
+    out, table = tmp_path / "v.nii.gz", tmp_path / "v.tsv"
+    assert main(["iis", str(image), "-o", str(out), "--model", "mr-vertebral-bodies", "--table", str(table),
+                 "--threads", "2", "--quiet"]) == 0
+    names = [line.split("\t")[1] for line in table.read_text().splitlines()[1:]]
+    assert names[-5:] == ["L1", "L2", "L3", "L4", "L5"], names
+    assert sorted(np.unique(read_image(out).array))[-5:] == [20, 21, 22, 23, 24]
+    code = main(["iis", str(image), "-o", str(tmp_path / "w.nii.gz"), "--model", "mr-bodies"])
+    err = capsys.readouterr().err
+    assert code == 2 and "neither a file nor a bundled model" in err and err.strip().count("\n") == 0
+    assert not (tmp_path / "w.nii.gz").exists()
