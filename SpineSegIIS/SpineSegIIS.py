@@ -563,7 +563,7 @@ class SpineSegIISTest(ScriptedLoadableModuleTest):
     def _model(self, folder):
         from SpineSegLib.iis.model_catalog import list_models
 
-        bundled = [m for m in list_models() if m.modality == "ct"]
+        bundled = [m for m in list_models() if m.modality == "ct" and not m.experimental]
         if bundled:
             return str(min(bundled, key=lambda m: m.size_mb).path), True
         import torch

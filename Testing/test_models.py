@@ -39,8 +39,9 @@ def test_every_bundled_model_has_a_card_a_model_card_and_a_recipe():
         # the split of the card is the one the weights were trained with; no held-out case in training
         assert card["held_out_cases"] == meta["held_out_cases"]
         assert not set(card["held_out_cases"]) & set(meta["train_cases"])
-    names = [m.name for m in list_models()]
-    assert "mr-vertebral-bodies" in names
+    listed = list_models()
+    assert [m.name for m in listed] == ["mr-vertebral-bodies", "ct-vertebrae-experimental"]   # experimental last
+    assert listed[1].label() == "ct-vertebrae-experimental [CT, experimental]" and not listed[0].experimental
     assert resolve_model("mr-vertebral-bodies") == MR_MODEL
 
 

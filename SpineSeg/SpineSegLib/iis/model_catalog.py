@@ -61,6 +61,11 @@ class ModelInfo:
         return str(value).lower() if value else None
 
     @property
+    def experimental(self) -> bool:
+        """The card marks the model experimental (listed last, never preselected)."""
+        return bool(self.card.get("experimental"))
+
+    @property
     def per_pass_seconds(self) -> dict:
         values = self.card.get("per_pass_seconds") or {}
         return {str(k): float(v) for k, v in values.items() if isinstance(v, (int, float))}
@@ -71,8 +76,8 @@ class ModelInfo:
 
     def label(self) -> str:
         """What a model selector shows."""
-        modality = f" [{self.modality.upper()}]" if self.modality else ""
-        return f"{self.name}{modality}"
+        tags = ([self.modality.upper()] if self.modality else []) + (["experimental"] if self.experimental else [])
+        return f"{self.name} [{', '.join(tags)}]" if tags else self.name
 
     def details(self) -> str:
         """A few lines for the GUI: summary, architecture, source."""
@@ -163,8 +168,8 @@ def describe_model(path, bundled: bool = False, read_weights: bool = True) -> Mo
 
 
 def list_models(folders=None, read_weights: bool = False) -> list[ModelInfo]:
-    """Every ``*.pt`` in ``folders`` (default: :func:`models_folders`), sorted by name; a model whose card
-    cannot be read is still listed, with the problem as its summary."""
+    """Every ``*.pt`` in ``folders`` (default: :func:`models_folders`), sorted by name with experimental
+    models last; a model whose card cannot be read is still listed, with the problem as its summary."""
     out, seen = [], set()
     for folder in (folders if folders is not None else models_folders()):
         for path in sorted(Path(folder).glob("*.pt")):
@@ -176,7 +181,7 @@ def list_models(folders=None, read_weights: bool = False) -> list[ModelInfo]:
             except InputError as exc:
                 out.append(ModelInfo(path=path, name=path.stem, summary=f"(model card unreadable: {exc})",
                                      bundled=folders is None))
-    return sorted(out, key=lambda m: m.name.lower())
+    return sorted(out, key=lambda m: (m.experimental, m.name.lower()))
 
 
 def resolve_model(name_or_path) -> Path:
