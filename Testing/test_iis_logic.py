@@ -119,7 +119,8 @@ def test_background_run_gives_named_coloured_coded_segments(run, models):
         assert mb.segment_tag(segment, mb.TAG_COMPLETENESS) == ("complete" if record.complete else "incomplete")
         if not record.complete:
             assert mb.segment_tag(segment, mb.STATUS_TAG) == "flagged"
-            assert display.GetSegmentOpacity(sid) == pytest.approx(mb.INCOMPLETE_OPACITY)
+            assert display.GetSegmentOpacity3D(sid) == pytest.approx(mb.INCOMPLETE_OPACITY)
+            assert display.GetSegmentOpacity2DFill(sid) == pytest.approx(mb.INCOMPLETE_OPACITY)
     ids = mb.segmentation_to_image(out.segmentation, volume)
     assert np.array_equal(ids.array, direct.labels.array), "the child's label map is what segment_vertebrae gives"
 
