@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/package_model.py runs/mr-vertebral-bodies mr-vertebral-bodies \
         --recipe Resources/Training/mr-vertebral-bodies.toml --eval heldout.json \
-        --summary "Lumbar vertebral bodies in sagittal MR ..." --license CC-BY-SA-4.0 [--force]
+        --summary "Lumbar vertebral bodies in sagittal MR ..." --license CC-BY-SA-4.0 [--experimental] [--force]
 
 The card (``NAME.json``, read by ``SpineSegLib.iis.model_catalog`` and checked on every load by
 ``SpineSegLib.iis.checkpoint.read_checkpoint``) records the SHA-256 of the weights, the model
@@ -13,6 +13,7 @@ configuration, the training data and split, the recipe, and the figures of
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def main():
     ap.add_argument("--eval", type=Path, action="append", default=[], help="iis_model_eval.py --json output(s)")
     ap.add_argument("--summary", required=True)
     ap.add_argument("--license", required=True, help="licence of the weights (follows the training data)")
+    ap.add_argument("--experimental", action="store_true", help="mark the model experimental (listed last, never preselected)")
     ap.add_argument("--per-pass-cpu", type=float, help="measured seconds per network pass on 2 CPU threads")
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args()
@@ -57,7 +59,8 @@ def main():
         "license": args.license,
         "recipe": str(args.recipe.resolve().relative_to(REPO)),
         "reproduce": f"spineseg train {args.recipe.resolve().relative_to(REPO)}",
-        "training_data": meta.get("datasets"),
+        # dataset roots relative to the checkout (e.g. ../shared/data/...), not this machine's paths
+        "training_data": [{**d, "root": os.path.relpath(d["root"], REPO)} for d in meta.get("datasets") or []],
         "train_cases": meta.get("train_cases"),
         "validation_cases": meta.get("validation_cases"),
         "held_out_cases": meta.get("held_out_cases"),
@@ -67,6 +70,8 @@ def main():
         "metrics": metrics,
         "citation": "Lessmann et al., Medical Image Analysis 53 (2019) 142-155",
     }
+    if args.experimental:
+        data["experimental"] = True
     if args.per_pass_cpu:
         data["per_pass_seconds"] = {"cpu": args.per_pass_cpu}
     tmp.replace(weights)

@@ -26,23 +26,22 @@ from pathlib import Path
 
 import numpy as np
 
+from SpineSegLib.annotation.dataset import convert_labels
 from SpineSegLib.errors import NoSpineFoundError
 from SpineSegLib.image import read_image
+from SpineSegLib.iis.datasets import TARGET_IDS
 from SpineSegLib.iis.inference import segment_vertebrae
 from SpineSegLib.iis.train_config import load_train_config
 from SpineSegLib.iis.training import gather_cases, split_cases
-from SpineSegLib.instance_metrics import evaluate_instance_images, summarize
+from SpineSegLib.instance_metrics import evaluate_instance_images, select_ids, summarize
 from SpineSegLib.labels import name_of
 from SpineSegLib.orientation import to_canonical
 
 
 def reference_in_verse_ids(case):
-    label = read_image(case.label)
-    mapping = case.vertebra_map(to_canonical(label).image.array)
-    lut = np.zeros(int(label.array.max()) + 1, np.uint8)
-    for value, key in mapping.items():
-        lut[value] = key
-    return label.with_array(lut[label.array])
+    """The case's label map in VerSe ids, vertebrae only (what the network is trained to segment)."""
+    label, _ = convert_labels(read_image(case.label), case.convention)
+    return label.with_array(select_ids(label.array, TARGET_IDS))
 
 
 def split_beyond_range(pred, ref):

@@ -22,7 +22,7 @@ import torch
 
 from SpineSegLib.iis.losses import iis_loss
 from SpineSegLib.iis.model import IISNet
-from SpineSegLib.iis.train_config import load_train_config
+from SpineSegLib.iis.train_config import load_train_config, set_source_roots
 from SpineSegLib.iis.training import ExampleStream, gather_cases, prepare_cases, split_cases, to_device
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,11 +40,7 @@ def main():
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cfg = load_train_config(args.recipe)
-    for item in args.data:
-        kind, _, root = item.partition("=")
-        for src in cfg.data.sources:
-            if src.kind == kind:
-                src.root = Path(root)
+    set_source_roots(cfg, args.data)
     split = split_cases(gather_cases(cfg), cfg)
     prepared = prepare_cases(split["train"][: args.cases], cfg.model, None, log=lambda *a: None)
     stream = ExampleStream(prepared, cfg)

@@ -197,7 +197,7 @@ def build_train_config(parent_ckpt: dict, ds: AnnotationDataset, staging: Path, 
     return TrainConfig(config, data, training, run_dir)
 
 
-def _run_training(cfg, parent_ckpt: dict, parent_path: Path, run_dir: Path, progress: Progress, log) -> dict:
+def _run_training(cfg, parent_path: Path, progress: Progress, log) -> dict:
     from ..iis.training import train
 
     total = cfg.training.iterations
@@ -313,7 +313,7 @@ def finetune(ds: AnnotationDataset, model, output, *, iterations: int = 500, lr:
     stage_cases(ds, train_entries + val_entries, staging)
     cfg = build_train_config(parent_ckpt, ds, staging, run_dir, [e.name for e in val_entries], int(iterations),
                              lr, device, threads, seed, crop_unlabelled)
-    summary = _run_training(cfg, parent_ckpt, parent_path, run_dir, progress, log)
+    summary = _run_training(cfg, parent_path, progress, log)
     report.training_summary = summary
     run_model = run_dir / "model.pt"
     if not run_model.exists():

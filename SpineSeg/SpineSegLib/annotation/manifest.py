@@ -115,15 +115,18 @@ def _require(cond: bool, path, message: str) -> None:
         raise InputError(f"{path}: {message}")
 
 
-def validate_dataset_info(data, path) -> dict:
-    """Check the structure of ``dataset.json``; returns it. Raises :class:`InputError` naming the problem."""
-    _require(isinstance(data, dict), path, "dataset.json must hold a JSON object")
-    _require(data.get("format") == DATASET_FORMAT, path,
-             f"not a SpineSeg annotation dataset file (format {data.get('format')!r}, expected {DATASET_FORMAT!r})")
+def _require_format(data: dict, path, fmt: str, what: str) -> None:
+    _require(data.get("format") == fmt, path, f"not {what} (format {data.get('format')!r}, expected {fmt!r})")
     version = data.get("format_version")
     _require(isinstance(version, int), path, "format_version must be an integer")
     _require(version <= FORMAT_VERSION, path,
              f"written by a newer SpineSeg (format version {version}, this one reads {FORMAT_VERSION}); please update")
+
+
+def validate_dataset_info(data, path) -> dict:
+    """Check the structure of ``dataset.json``; returns it. Raises :class:`InputError` naming the problem."""
+    _require(isinstance(data, dict), path, "dataset.json must hold a JSON object")
+    _require_format(data, path, DATASET_FORMAT, "a SpineSeg annotation dataset file")
     split = data.get("split", {})
     _require(isinstance(split, dict), path, "'split' must map case names to train / validation / test")
     for case, s in split.items():
@@ -135,12 +138,7 @@ def validate_dataset_info(data, path) -> dict:
 def validate_case_manifest(data, path, name: str | None = None) -> dict:
     """Check the structure of a case manifest; returns it. Raises :class:`InputError` naming the problem."""
     _require(isinstance(data, dict), path, "a case manifest must hold a JSON object")
-    _require(data.get("format") == CASE_FORMAT, path,
-             f"not a SpineSeg case manifest (format {data.get('format')!r}, expected {CASE_FORMAT!r})")
-    version = data.get("format_version")
-    _require(isinstance(version, int), path, "format_version must be an integer")
-    _require(version <= FORMAT_VERSION, path,
-             f"written by a newer SpineSeg (format version {version}, this one reads {FORMAT_VERSION}); please update")
+    _require_format(data, path, CASE_FORMAT, "a SpineSeg case manifest")
     _require(isinstance(data.get("case"), str), path, "'case' (the case name) is missing")
     if name is not None:
         _require(data["case"] == name, path, f"names case {data['case']!r} but the file is for case {name!r}")

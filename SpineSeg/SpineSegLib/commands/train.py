@@ -47,21 +47,12 @@ def run(args):
     from pathlib import Path
 
     from ..errors import InputError
-    from ..iis.train_config import load_train_config
+    from ..iis.train_config import load_train_config, set_source_roots
 
     cfg = load_train_config(args.config)
     if args.output:
         cfg.output_dir = Path(args.output)
-    for item in args.data:
-        kind, sep, root = item.partition("=")
-        matching = [src for src in cfg.data.sources if src.kind == kind.strip()]
-        if not sep or not root.strip():
-            raise InputError(f"--data {item!r}: use KIND=PATH, e.g. ctspine1k=/data/CTSpine1K")
-        if not matching:
-            kinds = ", ".join(sorted({src.kind for src in cfg.data.sources}))
-            raise InputError(f"--data {item!r}: the recipe has no [[data.sources]] of kind {kind!r} (it has: {kinds})")
-        for src in matching:
-            src.root = Path(root.strip()).expanduser().resolve()
+    set_source_roots(cfg, args.data)
     for src in cfg.data.sources:
         if not Path(src.root).exists():
             raise InputError(f"dataset folder not found: {src.root} (the recipe's {src.kind} source; "

@@ -17,13 +17,12 @@ Console use::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from ..errors import InputError
-from ..files import replaced_atomically, sha256_of  # noqa: F401 (sha256_of re-exported)
+from ..files import replaced_atomically, sha256_of
 from .config import IISConfig
 from .model import IISNet
 
@@ -50,13 +49,10 @@ def save_checkpoint(path, model: IISNet, metadata: dict | None = None, **extra) 
 
 def card_sha256(path) -> str | None:
     """The SHA-256 that the model card beside a weights file (``NAME.json`` for ``NAME.pt``) records."""
+    from .model_catalog import read_card
+
     card = Path(path).with_suffix(".json")
-    if not card.is_file():
-        return None
-    try:
-        value = json.loads(card.read_text()).get("sha256")
-    except (ValueError, AttributeError):
-        raise InputError(f"{card}: model card is not valid JSON") from None
+    value = read_card(card).get("sha256") if card.is_file() else None
     return str(value).lower() if value else None
 
 

@@ -31,7 +31,6 @@ Console use::
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError
+from ..files import sha256_of
 from ..image import Image, read_image, resample_to_spacing, write_image
 from ..orientation import to_canonical
 
@@ -143,7 +143,7 @@ def synthetic_cases(root, variants: int = 3, seed: int = 0) -> list[tuple[str, P
         raise InputError(f"no label maps (*msk*.nii.gz, *seg*.nii.gz, *label*.nii.gz) in {root}")
     out = []
     for path in maps:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        digest = sha256_of(path)[:12]
         stem = path.name.split(".")[0].replace("_seg-vert_msk", "").replace("_dir-ax", "")
         for k in range(int(variants)):
             folder = cache_root() / f"{stem}-s{seed}-v{k}-{digest}-g{VERSION}"

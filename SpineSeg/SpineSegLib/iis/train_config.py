@@ -241,6 +241,21 @@ def load_train_config(path) -> TrainConfig:
         raise InputError(f"{path}: {exc}") from None
 
 
+def set_source_roots(cfg: TrainConfig, items) -> None:
+    """Point the recipe's ``[[data.sources]]`` of a kind at a local copy: ``items`` like
+    ``["ctspine1k=/data/CTSpine1K"]`` (``spineseg train --data``)."""
+    for item in items:
+        kind, sep, root = item.partition("=")
+        matching = [src for src in cfg.data.sources if src.kind == kind.strip()]
+        if not sep or not root.strip():
+            raise InputError(f"--data {item!r}: use KIND=PATH, e.g. ctspine1k=/data/CTSpine1K")
+        if not matching:
+            kinds = ", ".join(sorted({src.kind for src in cfg.data.sources}))
+            raise InputError(f"--data {item!r}: the recipe has no [[data.sources]] of kind {kind!r} (it has: {kinds})")
+        for src in matching:
+            src.root = Path(root.strip()).expanduser().resolve()
+
+
 def to_toml(cfg: TrainConfig) -> str:
     """The configuration as TOML text (written into the run folder for the record)."""
     return _dump_toml(cfg.to_dict())
