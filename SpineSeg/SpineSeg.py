@@ -1,7 +1,7 @@
 """SpineSeg: model-free spine segmentation of chest CT (Revy et al.), a 3D Slicer scripted module.
 
 The widget only collects parameters and shows progress; the work is done by the Qt-free
-``SpineSegLib.slicer_logic.classical_logic.ClassicalLogic`` (tested under slicer-core), to which
+``SpineSegLib.slicer.classical_logic.ClassicalLogic`` (tested under slicer-core), to which
 :class:`SpineSegLogic` delegates. Nothing heavy is imported when Slicer loads this module: SpineSegLib's
 pipeline is imported on first use, after the missing Python packages were installed (with the user's consent).
 """
@@ -52,7 +52,7 @@ def classicalDefault(name):
     is created (so the defaults live in one place, ``ClassicalParams``, and nothing is imported at module load)."""
 
     def generate():
-        from SpineSegLib.slicer_logic.classical_logic import classical_default
+        from SpineSegLib.slicer.classical_logic import classical_default
 
         return classical_default(name)
 
@@ -102,12 +102,12 @@ class SpineSegParameterNode:
 # Dependencies (asked for and installed on first use, never at module start)
 #
 def ensureDependencies(requirements, requester: str) -> bool:
-    """Check ``requirements`` (see ``SpineSegLib.dependencies``), ask the user, install what is missing.
+    """Check ``requirements`` (see ``SpineSegLib.slicer.dependencies``), ask the user, install what is missing.
 
     pip packages go through ``slicer.packaging.pip_ensure`` (Slicer >= 5.11) or ``slicer.util.pip_install``;
     torch through the PyTorch extension's ``PyTorchUtils`` when it is installed; SimpleITK and an installed
     torch are never replaced. Returns True when everything is there afterwards."""
-    from SpineSegLib import dependencies
+    from SpineSegLib.slicer import dependencies
 
     missing = dependencies.check(requirements)
     if not missing:
@@ -267,12 +267,12 @@ class SpineSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         slicer.app.processEvents()     # keeps the GUI alive and lets Cancel be clicked
 
     def onApplyButton(self) -> None:
-        from SpineSegLib import dependencies
+        from SpineSegLib.slicer import dependencies
 
         if not ensureDependencies(dependencies.CLASSICAL, "SpineSeg"):
             return
-        from SpineSegLib.errors import SpineSegError
-        from SpineSegLib.progress import Cancelled, Progress
+        from SpineSegLib.core.errors import SpineSegError
+        from SpineSegLib.core.progress import Cancelled, Progress
 
         self._stopFollowing()
         self._progress = Progress(self._onProgress)
@@ -333,7 +333,7 @@ class SpineSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- evaluation and export --------------------------------------------------------------------------------
     def onEvaluateButton(self) -> None:
-        from SpineSegLib.errors import SpineSegError
+        from SpineSegLib.core.errors import SpineSegError
 
         try:
             table = self.logic.evaluate(self._outputs, self._parameterNode.referenceNode)
@@ -360,7 +360,7 @@ class SpineSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _export(self, write, path) -> None:
         # the file dialog has asked whether to overwrite an existing file
-        from SpineSegLib.errors import SpineSegError
+        from SpineSegLib.core.errors import SpineSegError
 
         try:
             write()
@@ -372,7 +372,7 @@ class SpineSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onResetDefaultsButton(self) -> None:
         from dataclasses import fields
 
-        from SpineSegLib.slicer_logic.classical_logic import classical_params_class
+        from SpineSegLib.slicer.classical_logic import classical_params_class
 
         ClassicalParams = classical_params_class()
         defaults = ClassicalParams()
@@ -391,7 +391,7 @@ def _traceback() -> str:
 # SpineSegLogic
 #
 class SpineSegLogic(ScriptedLoadableModuleLogic):
-    """The module's logic: a thin wrapper of ``SpineSegLib.slicer_logic.classical_logic.ClassicalLogic`` (imported on
+    """The module's logic: a thin wrapper of ``SpineSegLib.slicer.classical_logic.ClassicalLogic`` (imported on
     first use) working on ``slicer.mrmlScene``; every method of ClassicalLogic is available here.
 
     From the Python console::
@@ -413,7 +413,7 @@ class SpineSegLogic(ScriptedLoadableModuleLogic):
     @property
     def impl(self):
         if self._impl is None or self._impl.scene is not slicer.mrmlScene:
-            from SpineSegLib.slicer_logic.classical_logic import ClassicalLogic
+            from SpineSegLib.slicer.classical_logic import ClassicalLogic
 
             self._impl = ClassicalLogic(slicer.mrmlScene)
         return self._impl
@@ -448,7 +448,7 @@ class SpineSegTest(ScriptedLoadableModuleTest):
     def test_SpineSeg_CTChest(self):
         import numpy as np
         import SampleData
-        from SpineSegLib import mrml_bridge, mrml_results
+        from SpineSegLib.slicer import markups, segmentations
 
         self.delayDisplay("Loading the CTChest sample")
         volume = SampleData.downloadSample("CTChest")
@@ -459,34 +459,34 @@ class SpineSegTest(ScriptedLoadableModuleTest):
         segmentation = out.segmentation.GetSegmentation()
         self.assertEqual(segmentation.GetNumberOfSegments(), 1)
         self.assertEqual(segmentation.GetNthSegment(0).GetName(), "Spine")
-        mask = mrml_bridge.segmentation_to_image(out.segmentation, volume)
+        mask = segmentations.segmentation_to_image(out.segmentation, volume)
         volumeMl = float((mask.array > 0).sum()) * mask.voxel_volume_mm3 / 1000.0
         self.assertGreater(volumeMl, 100.0)      # a chest CT shows at least ~10 vertebrae
         self.assertLess(volumeMl, 2000.0)
-        points = mrml_results.control_points_lps(out.centerline)
+        points = markups.control_points_lps(out.centerline)
         self.assertGreater(len(points), 20)
         self.assertTrue(np.allclose(points, out.result.centerline_curve_lps, atol=1e-3))
         # the slice markups follow the red slice view
         red = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
         logic.follow_slice_node(out, red)
         entry = out.result.slices[len(out.result.slices) // 3]
-        red.SetSliceOffset(entry["z_mm"])
-        shown = mrml_results.control_points_lps(out.slice_display.lines["H1"])
-        self.assertTrue(np.allclose(shown[:, :2], np.asarray(entry["lines"]["H1"])[:, :2], atol=1e-2))
+        red.SetSliceOffset(entry.z_mm)
+        shown = markups.control_points_lps(out.slice_display.lines["H1"])
+        self.assertTrue(np.allclose(shown[:, :2], np.asarray(entry.h1)[:, :2], atol=1e-2))
         logic.stop_following(out)
         self.delayDisplay("Test passed")
 
     def test_SpineSeg_bad_input(self):
         import numpy as np
-        from SpineSegLib import mrml_bridge
-        from SpineSegLib.errors import InputError
-        from SpineSegLib.image import Image
+        from SpineSegLib.slicer import volumes
+        from SpineSegLib.core.errors import InputError
+        from SpineSegLib.core.image import Image
 
         logic = SpineSegLogic()
         count = slicer.mrmlScene.GetNumberOfNodes()
         with self.assertRaises(InputError):
             logic.run(None)
-        flat = mrml_bridge.image_to_volume(slicer.mrmlScene, Image(np.full((1, 64, 64), -1000, np.int16)), "flat")
+        flat = volumes.image_to_volume(slicer.mrmlScene, Image(np.full((1, 64, 64), -1000, np.int16)), "flat")
         with self.assertRaises(InputError):
             logic.run(flat)
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), count + 1)   # only the test's own volume

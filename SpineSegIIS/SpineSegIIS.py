@@ -2,7 +2,7 @@
 Slicer scripted module.
 
 The widget only collects choices, shows progress and results; the work is done by the Qt-free
-``SpineSegLib.slicer_logic.iis_logic.IISLogic`` (tested under slicer-core), to which :class:`SpineSegIISLogic`
+``SpineSegLib.slicer.iis_logic.IISLogic`` (tested under slicer-core), to which :class:`SpineSegIISLogic`
 delegates. **Run** starts ``spineseg iis`` in a child process (``PythonSlicer``), so the GUI never freezes and
 Cancel kills it; **Step** runs one network pass per click in Slicer's process (a worker thread that halts after
 each pass) and shows the patch, the current fragment, the memory and the vertebrae found so far. Nothing heavy is
@@ -187,7 +187,7 @@ class SpineSegIISWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- models --------------------------------------------------------------------------------------------
     def populateModels(self) -> None:
         """Bundled models (Resources/Models, with their cards) and an entry for any weights file."""
-        from SpineSegLib.iis.model_catalog import list_models
+        from SpineSegLib.iis.model.catalog import list_models
 
         self._models = list_models()
         combo = self.ui.modelComboBox
@@ -220,8 +220,8 @@ class SpineSegIISWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not path:
             self.ui.modelInfoLabel.text = "No model bundled: choose a weights file (.pt)."
             return
-        from SpineSegLib.errors import SpineSegError
-        from SpineSegLib.iis.model_catalog import describe_model
+        from SpineSegLib.core.errors import SpineSegError
+        from SpineSegLib.iis.model.catalog import describe_model
 
         try:
             info = describe_model(path, read_weights=False)
@@ -264,7 +264,7 @@ class SpineSegIISWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not path or volume is None:
             self.ui.estimateLabel.text = ""
             return
-        from SpineSegLib.errors import SpineSegError
+        from SpineSegLib.core.errors import SpineSegError
 
         try:
             estimate = self.logic.estimate(volume, path, probe=self._probeInfo)
@@ -281,7 +281,7 @@ class SpineSegIISWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._modelPath():
             slicer.util.errorDisplay("Choose a model first.", windowTitle="SpineSeg IIS")
             return
-        from SpineSegLib import dependencies
+        from SpineSegLib.slicer import dependencies
 
         if not _spineSegModule().ensureDependencies(dependencies.IIS, "SpineSeg IIS"):
             return
@@ -328,7 +328,7 @@ class SpineSegIISWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     threads=p.threads or None, check_modality=p.checkModality)
 
     def _ready(self) -> bool:
-        from SpineSegLib import dependencies
+        from SpineSegLib.slicer import dependencies
 
         return _spineSegModule().ensureDependencies(dependencies.IIS, "SpineSeg IIS")
 
@@ -336,7 +336,7 @@ class SpineSegIISWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onApplyButton(self) -> None:
         if self._busy() or not self._ready():
             return
-        from SpineSegLib.errors import SpineSegError
+        from SpineSegLib.core.errors import SpineSegError
 
         self.ui.logTextEdit.clear()
         self.ui.progressBar.value = 0
@@ -397,7 +397,7 @@ class SpineSegIISWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- stepping -------------------------------------------------------------------------------------------
     def onStepButton(self) -> None:
-        from SpineSegLib.errors import SpineSegError
+        from SpineSegLib.core.errors import SpineSegError
 
         if self._stepper is None or self._stepper.finished:
             if self._busy() or not self._ready():
@@ -442,7 +442,7 @@ class SpineSegIISWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- evaluation and export ------------------------------------------------------------------------------
     def onEvaluateButton(self) -> None:
-        from SpineSegLib.errors import SpineSegError
+        from SpineSegLib.core.errors import SpineSegError
 
         try:
             table, result = self.logic.evaluate(self._outputs.segmentation, self._parameterNode.referenceNode,
@@ -461,7 +461,7 @@ class SpineSegIISWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _export(self, write, path) -> None:
         # the file dialog has asked whether to overwrite an existing file
-        from SpineSegLib.errors import SpineSegError
+        from SpineSegLib.core.errors import SpineSegError
 
         try:
             write()
@@ -494,7 +494,7 @@ class SpineSegIISWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 # SpineSegIISLogic
 #
 class SpineSegIISLogic(ScriptedLoadableModuleLogic):
-    """The module's logic: a thin wrapper of ``SpineSegLib.slicer_logic.iis_logic.IISLogic`` (imported on first use)
+    """The module's logic: a thin wrapper of ``SpineSegLib.slicer.iis_logic.IISLogic`` (imported on first use)
     working on ``slicer.mrmlScene``, the child process run with ``PythonSlicer``; every method of IISLogic is
     available here.
 
@@ -522,7 +522,7 @@ class SpineSegIISLogic(ScriptedLoadableModuleLogic):
     @property
     def impl(self):
         if self._impl is None or self._impl.scene is not slicer.mrmlScene:
-            from SpineSegLib.slicer_logic.iis_logic import IISLogic
+            from SpineSegLib.slicer.iis_logic import IISLogic
 
             python = shutil.which("PythonSlicer")
             cache = os.path.join(slicer.app.cachePath, "SpineSeg", "pass-times.json")
@@ -530,12 +530,12 @@ class SpineSegIISLogic(ScriptedLoadableModuleLogic):
         return self._impl
 
     def export_labelmap(self, segmentationNode, path, referenceVolume=None, force=False):
-        from SpineSegLib.slicer_logic.common import export_labelmap
+        from SpineSegLib.slicer.common import export_labelmap
 
         return export_labelmap(segmentationNode, path, referenceVolume, force=force)
 
     def export_node(self, node, path, force=False):
-        from SpineSegLib.slicer_logic.common import export_node
+        from SpineSegLib.slicer.common import export_node
 
         return export_node(node, path, force=force)
 
@@ -561,15 +561,15 @@ class SpineSegIISTest(ScriptedLoadableModuleTest):
         self.test_SpineSegIIS_CTChest()
 
     def _model(self, folder):
-        from SpineSegLib.iis.model_catalog import list_models
+        from SpineSegLib.iis.model.catalog import list_models
 
         bundled = [m for m in list_models() if m.modality == "ct" and not m.experimental]
         if bundled:
             return str(min(bundled, key=lambda m: m.size_mb).path), True
         import torch
-        from SpineSegLib.iis.checkpoint import save_checkpoint
-        from SpineSegLib.iis.config import IISConfig
-        from SpineSegLib.iis.model import IISNet
+        from SpineSegLib.iis.model.checkpoint import save_checkpoint
+        from SpineSegLib.iis.model.config import IISConfig
+        from SpineSegLib.iis.model.network import IISNet
 
         torch.manual_seed(0)
         net = IISNet(IISConfig(width=4, levels=2, head_width=4, patch_size=(32, 32, 32), voxel_size_mm=(4.0, 4.0, 4.0)))
@@ -584,7 +584,7 @@ class SpineSegIISTest(ScriptedLoadableModuleTest):
 
         import numpy as np
         import SampleData
-        from SpineSegLib import mrml_bridge, mrml_results
+        from SpineSegLib.slicer import markups, segmentations
 
         self.delayDisplay("Loading the CTChest sample")
         volume = SampleData.downloadSample("CTChest")
@@ -593,10 +593,10 @@ class SpineSegIISTest(ScriptedLoadableModuleTest):
             model, bundled = self._model(folder)
             self.delayDisplay(f"Running IIS in a child process ({'bundled' if bundled else 'random tiny'} model)")
             out = logic.segment(volume, model, device="auto", timeout=1800)
-            labels = mrml_bridge.segment_labels(out.segmentation)
+            labels = segmentations.segment_labels(out.segmentation)
             self.assertGreater(len(labels), 0)
             self.assertEqual(sorted(labels.values()), sorted(r["label"] for r in out.rows))
-            ids = mrml_bridge.segmentation_to_image(out.segmentation, volume)
+            ids = segmentations.segmentation_to_image(out.segmentation, volume)
             self.assertEqual(set(int(v) for v in np.unique(ids.array) if v), set(labels.values()))
 
             self.delayDisplay("Stepping")
@@ -605,7 +605,7 @@ class SpineSegIISTest(ScriptedLoadableModuleTest):
                 step = stepper.step(timeout=600)
                 if step is None or step.box is None:
                     break
-                centre, size, _ = mrml_results.box_lps(stepper.display.box)
+                centre, size, _ = markups.box_lps(stepper.display.box)
                 self.assertTrue(np.allclose(centre, step.box.centre_lps, atol=1e-3))
                 self.assertTrue(np.allclose(size, step.box.size_mm, atol=1e-3))
             count = slicer.mrmlScene.GetNumberOfNodes()

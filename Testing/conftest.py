@@ -9,6 +9,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SPINESEG_DATA", REPO.parent / "shared" / "data"))
+# Recipes name their datasets by kind; the library finds the data root through SPINESEG_DATA (also in the
+# child processes the tests start).
+os.environ.setdefault("SPINESEG_DATA", str(DATA))
 
 
 def data_path(*parts) -> Path:

@@ -15,7 +15,8 @@ import pytest
 from conftest import REPO, data_path
 from SpineSegLib.annotation import open_dataset
 from SpineSegLib.cli import main
-from SpineSegLib.image import read_image, resample_to_spacing, write_image
+from SpineSegLib.core.image import read_image, write_image
+from SpineSegLib.core.resample import resample_to_spacing
 
 MYO = "mr/vertebral-bodies-myosegmentum"
 
@@ -154,3 +155,18 @@ def test_add_cases_later(ds_dir, capsys):
     assert ds.split["15"] in ("train", "validation", "test") and len(ds.split) == 7
     code, out, err = run(capsys, "dataset", "add", ds_dir, "--images", f"{folder}/15_img.nii.gz")
     assert code == 2 and "already has case(s) 15" in err
+
+
+def test_progress_lines_name_each_step_once(tmp_path, capsys):
+    from SpineSegLib.core.progress import console_progress
+
+    folder = data_path(MYO)
+    code, out, err = run(capsys, "dataset", "init", tmp_path / "ds", "--images", f"{folder}/1[01]_img.nii.gz",
+                         "--modality", "mr")
+    assert code == 0 and err.splitlines() == ["[  0%] case 10 (1/2)", "[ 50%] case 11 (2/2)", "[100%] done"]
+    # inference reports its traversal step after every network pass: printed once
+    progress = console_progress(skip_repeats=True)
+    for fraction in (0.1, 0.2, 0.3):
+        progress.step("case 10 (1/2): traversal", fraction)
+    progress.step("done", 1.0)
+    assert capsys.readouterr().err.splitlines() == ["[ 10%] case 10 (1/2): traversal", "[100%] done"]

@@ -1,7 +1,9 @@
 """Annotation datasets on real scans: folder format, versions, locking, crash recovery, relabelling, export.
 
 Cases: MyoSegmenTUM lumbar MR (labels 1-5 = L1-L5, imported with the top-down:L1 convention), a VerSe
-mask with real geometry, the TotalSegmentator DICOM series and LIDC-IDRI-0001.
+mask with real geometry, the TotalSegmentator DICOM series and LIDC-IDRI-0001. The component tests at
+the end (naming, conformance, conventions, versions, locking, consistency, export) run on crops of the
+MyoSegmenTUM cases around their labelled vertebrae.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import pytest
 
 from conftest import REPO, data_path
 from SpineSegLib.annotation import create_dataset, open_dataset, relabel_vertebrae
-from SpineSegLib.annotation import dataset as dsmod
+from SpineSegLib.annotation import faults
 from SpineSegLib.annotation.export import export_dataset, nnunet_label_map
-from SpineSegLib.errors import InputError, OutputExistsError
-from SpineSegLib.image import Image, read_image, resample_to_spacing, write_image
+from SpineSegLib.core.errors import InputError, OutputExistsError
+from SpineSegLib.core.image import Image, read_image, write_image
+from SpineSegLib.core.resample import resample_to_spacing
 
 MYO = "mr/vertebral-bodies-myosegmentum"
 
@@ -237,12 +240,12 @@ def test_concurrent_saves_keep_every_version(mr_dataset, tmp_path):
 KILLED_SAVER = textwrap.dedent("""
     import sys, time
     from SpineSegLib.annotation import open_dataset
-    from SpineSegLib.annotation import dataset as dsmod
+    from SpineSegLib.annotation import faults
     def hook(point):
         if point == sys.argv[2]:
             print("at", point, flush=True)
             time.sleep(600)
-    dsmod.FAULT_HOOK = hook
+    faults.FAULT_HOOK = hook
     ds = open_dataset(sys.argv[1])
     image, labels, entry = ds.load_case("01")
     labels.array[labels.array == 22] = 0
@@ -298,11 +301,11 @@ def test_exception_between_label_file_and_manifest(mr_dataset, monkeypatch):
     def boom(point):
         if point == "label-written":
             raise RuntimeError("disk unplugged")
-    monkeypatch.setattr(dsmod, "FAULT_HOOK", boom)
+    monkeypatch.setattr(faults, "FAULT_HOOK", boom)
     labels = ds.load_case("02").labels
     with pytest.raises(RuntimeError, match="disk unplugged"):
         ds.save_correction("02", labels, user="anna")
-    monkeypatch.setattr(dsmod, "FAULT_HOOK", None)
+    monkeypatch.setattr(faults, "FAULT_HOOK", None)
     assert ds.case("02").current == 1                              # manifest untouched
     assert not (ds.root / "cases" / "02.lock").exists()             # the lock was released
     assert not list((ds.root / "labels" / "02").glob(".tmp-*"))
@@ -435,8 +438,9 @@ def test_relabel_moves_discs_with_their_vertebra():
 
 
 # -- export ---------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_export_formats_round_trip(mr_dataset, tmp_path):
-    from SpineSegLib.iis.datasets import read_ctspine1k, read_folder, read_verse
+    from SpineSegLib.iis.train.readers import read_ctspine1k, read_folder, read_verse
 
     ds = mr_dataset
     labels = ds.load_case("02").labels
@@ -492,6 +496,7 @@ def test_export_formats_round_trip(mr_dataset, tmp_path):
 
 
 # -- speed ------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_loading_a_case_takes_well_under_seconds(mr_dataset, tmp_path):
     import time
     ds = mr_dataset
@@ -506,3 +511,190 @@ def test_loading_a_case_takes_well_under_seconds(mr_dataset, tmp_path):
     assert image.shape == (133, 512, 512) and labels.same_grid(image)
     # generous bounds (shared CI machine); measured figures are in Testing/benchmarks/annotation_load_timing.py
     assert mr_s < 5 and ct_s < 10
+
+
+# -- components, on crops ------------------------------------------------------------------------------------------
+CROP = (slice(20, 215), slice(80, 160), slice(5, 72))      # numpy (k, j, i): the five labelled vertebrae, margin
+
+
+def crop(image: Image) -> Image:
+    """``image`` cut to :data:`CROP`, with its geometry (the same voxels, a shifted origin)."""
+    start = [CROP[2].start, CROP[1].start, CROP[0].start]
+    return Image(np.ascontiguousarray(image.array[CROP]), image.spacing, image.index_to_lps(start), image.direction)
+
+
+@pytest.fixture(scope="session")
+def myo_crops(tmp_path_factory) -> Path:
+    """``NN_img.nii.gz`` / ``NN_vb.nii.gz`` crops of MyoSegmenTUM cases 01-04 (labels 1-5 = L1-L5)."""
+    folder = tmp_path_factory.mktemp("myo-crops")
+    for n in range(1, 5):
+        for kind in ("img", "vb"):
+            write_image(crop(read_image(myo(n, kind))), folder / f"{n:02d}_{kind}.nii.gz")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def crop_template(myo_crops, tmp_path_factory):
+    root = tmp_path_factory.mktemp("crop-template") / "ds"
+    create_dataset(root, [str(myo_crops / f"{n:02d}_img.nii.gz") for n in range(1, 5)],
+                   [str(myo_crops / f"{n:02d}_vb.nii.gz") for n in (1, 2, 3)], label_convention="top-down:L1",
+                   split="0.5,0.25,0.25", seed=0, modality="mr")
+    return root
+
+
+@pytest.fixture
+def crop_dataset(crop_template, tmp_path):
+    root = tmp_path / "ds"
+    shutil.copytree(crop_template, root, symlinks=True)
+    return open_dataset(root)
+
+
+def test_case_names_from_files_folders_and_label_files(tmp_path):
+    from SpineSegLib.annotation.naming import (
+        LABEL_TAGS, assign_names, case_inputs, case_name_from, expand_inputs, match_labels,
+    )
+
+    assert case_name_from(Path("scans/07_img.nii.gz")) == "07"
+    assert case_name_from(Path("LIDC-IDRI-0001/image.nii.gz")) == "LIDC-IDRI-0001"     # generic: the folder's name
+    assert case_name_from(Path("sub-verse004_seg-vert_msk.nii.gz"), LABEL_TAGS) == "sub-verse004"
+    assert case_name_from(Path("odd name (1)_ct.mha")) == "odd_name_1"
+    # clashing names get their folder as prefix
+    assert assign_names([Path("a/01_img.nii.gz"), Path("b/01_img.nii.gz"), Path("b/02.nii")]) == ["a_01", "b_01", "02"]
+    for name in ("verse004_ct.nii.gz", "verse005_ct.nii.gz", ".hidden_ct.nii.gz", "sub-verse004_seg-vert_msk.nii.gz"):
+        (tmp_path / name).write_bytes(b"")
+    found = expand_inputs([str(tmp_path / "verse*_ct.nii.gz"), str(tmp_path / "verse004_ct.nii.gz")])
+    assert [p.name for p in found] == ["verse004_ct.nii.gz", "verse005_ct.nii.gz"]   # no hidden file, no duplicate
+    with pytest.raises(InputError, match="matches no file"):
+        expand_inputs([str(tmp_path / "*.mhd")])
+    inputs = case_inputs([str(tmp_path / "verse*_ct.nii.gz")])
+    match_labels(inputs, [str(tmp_path / "sub-verse004_seg-vert_msk.nii.gz")])      # VerSe's sub- prefix
+    assert [(i.name, i.label.name if i.label else None) for i in inputs] == \
+        [("verse004", "sub-verse004_seg-vert_msk.nii.gz"), ("verse005", None)]
+
+
+def test_conform_label_checks_grid_and_values(myo_crops):
+    from SpineSegLib.annotation.conformance import conform_label, image_grid, label_ids
+
+    path = myo_crops / "01_img.nii.gz"
+    grid = image_grid(path)
+    assert grid.same_grid(read_image(path)) and grid.array.strides == (0, 0, 0)     # no voxels read
+    labels = read_image(myo_crops / "01_vb.nii.gz")
+    assert label_ids(labels.array) == [int(v) for v in np.unique(labels.array) if v] == [1, 2, 3, 4, 5]
+    assert label_ids(np.array([[-1, 0, 3]])) == [-1, 3] and label_ids(np.zeros((0, 2), np.uint8)) == []
+    out, warnings = conform_label(labels.array > 0, grid)                            # a mask: uint8 ids
+    assert out.array.dtype == np.uint8 and label_ids(out.array) == [1] and not warnings
+    arr = labels.array.astype(np.int32)
+    arr[arr == 5] = 300
+    out, warnings = conform_label(labels.with_array(arr), grid)
+    assert out.array.dtype == np.uint16 and "outside the VerSe label table: 300" in warnings[0]
+    assert np.array_equal(out.array, arr)
+    for bad, message in ((labels.array + 0.5, "non-integer"), (np.full(grid.shape, np.nan), "NaN"),
+                         (arr - 1, "negative"), (arr * 300, "at most 65535")):
+        with pytest.raises(InputError, match=message):
+            conform_label(bad, grid)
+    with pytest.raises(InputError, match="another grid"):
+        conform_label(Image(labels.array, (1.0, 1.0, 1.1), labels.origin, labels.direction), grid)
+
+
+def test_convert_labels_maps_a_convention_onto_verse_ids(myo_crops):
+    from SpineSegLib.annotation.conventions import convert_labels
+
+    labels = read_image(myo_crops / "02_vb.nii.gz")
+    assert convert_labels(labels, "verse") == (labels, [])
+    verse, warnings = convert_labels(labels, "top-down:L1")
+    assert not warnings and verse.same_grid(labels)
+    assert np.array_equal(verse.array, np.where(labels.array > 0, labels.array + 19, 0))   # 1-5 -> L1-L5 (20-24)
+
+
+def test_version_files_are_placed_without_clobbering(tmp_path):
+    from SpineSegLib.annotation.versions import next_number, place_no_clobber, prediction_skip_reason
+
+    tmp, final = tmp_path / ".tmp-a.nii.gz", tmp_path / "v001.nii.gz"
+    tmp.write_bytes(b"new")
+    final.write_bytes(b"old")
+    with pytest.raises(FileExistsError):
+        place_no_clobber(tmp, final)
+    assert final.read_bytes() == b"old" and tmp.read_bytes() == b"new"
+    place_no_clobber(tmp, tmp_path / "v002.nii.gz")
+    assert not tmp.exists() and (tmp_path / "v002.nii.gz").read_bytes() == b"new"
+    (tmp_path / "v007.json").write_text("{}")                    # a number is never reused, even from a lone sidecar
+    assert next_number(tmp_path, {"versions": [{"version": 1}, {"version": 2}]}) == 8
+    model = {"sha256": "ab"}
+    predicted = {"status": "predicted", "current": 1, "versions": [{"version": 1, "model": {"sha256": "ab"}}]}
+    assert "predictions never replace" in prediction_skip_reason({"status": "reviewed"}, "07", model)
+    assert "already predicted" in prediction_skip_reason(predicted, "07", model)
+    assert prediction_skip_reason(predicted, "07", model, redo=True) is None
+    assert prediction_skip_reason(predicted, "07", {"sha256": "cd"}) is None
+    assert prediction_skip_reason({"status": "new", "current": None, "versions": []}, "07", model) is None
+
+
+def test_commit_lock_holds_ctrl_c_until_the_commit_is_done(tmp_path):
+    from SpineSegLib.annotation.locking import commit_lock
+
+    lock = tmp_path / "07.lock"
+    inside = []
+    with pytest.raises(KeyboardInterrupt):
+        with commit_lock(lock):
+            os.kill(os.getpid(), signal.SIGINT)
+            inside.append(lock.exists())                          # still running: the interrupt waits
+    assert inside == [True] and not lock.exists()
+
+
+def test_check_repairs_orphans_temps_and_splits(crop_dataset):
+    from SpineSegLib.annotation.consistency import STALE_TMP_S
+    from SpineSegLib.core.splits import hashed_split
+
+    ds = crop_dataset
+    folder = ds.labels_dir("01")
+    shutil.copyfile(folder / "v001.nii.gz", folder / "v002.nii.gz")       # a label file without metadata
+    stale, fresh = folder / ".tmp-stale.nii.gz", folder / ".tmp-fresh.nii.gz"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    os.utime(stale, (os.path.getmtime(stale) - STALE_TMP_S - 10,) * 2)
+    ds.update_info(lambda info: info["split"].pop("04"))
+    v1 = ds.root / ds.case("02").current_version["file"]
+    problems = ds.check()
+    assert sorted(p.kind for p in problems) == ["orphan-version", "stale-temp", "unlisted-case"]
+    assert all(p.repairable for p in problems) and "no metadata" in str(problems)
+    ds.check(repair=True)
+    assert ds.check() == [] and not stale.exists() and fresh.exists()
+    e = ds.case("01")
+    assert [v["version"] for v in e.versions] == [1, 2] and e.current == 1       # recovered, not made current
+    assert e.version(2)["kind"] == "recovered" and e.version(2)["sha256"] == e.version(1)["sha256"]
+    fractions, seed = ds.split_settings
+    assert ds.split["04"] == hashed_split("04", fractions, seed)
+    # deep: a label file changed outside SpineSeg no longer matches its recorded SHA-256
+    write_image(read_image(v1).with_array(np.zeros_like(read_image(v1).array)), v1, force=True)
+    assert ds.check() == [] and [p.kind for p in ds.check(deep=True)] == ["checksum"]
+
+
+def test_export_of_crops_to_nnunet_and_verse(crop_dataset, tmp_path):
+    from scipy import ndimage
+
+    from SpineSegLib.annotation.export import export_dataset, verse_centroids
+
+    ds = crop_dataset
+    labels = ds.load_case("01").labels
+    edited = labels.array.copy()
+    edited[edited == 20] = 28                                      # T13: nnU-Net class 27
+    edited[edited == 21] = 121                                     # a disc: the first class after 27
+    ds.save_correction("01", labels.with_array(edited), user="anna")
+    rec = export_dataset(ds, "nnunet", tmp_path / "nn")
+    assert [c["case"] for c in rec["cases"]] == ["01", "02", "03"] and rec["cases"][0]["version"] == 2
+    dj = json.loads((tmp_path / "nn" / "dataset.json").read_text())
+    assert dj["labels"]["T13"] == 27 and dj["labels"]["disc below L2"] == 28
+    assert sorted(dj["labels"].values()) == list(range(29))
+    tr = "Ts" if ds.split["01"] == "test" else "Tr"
+    out = read_image(tmp_path / "nn" / f"labels{tr}" / "01.nii.gz").array
+    assert np.array_equal(out == 27, edited == 28) and np.array_equal(out == 28, edited == 121)
+    with pytest.raises(OutputExistsError, match="would be overwritten"):
+        export_dataset(ds, "nnunet", tmp_path / "nn")
+    export_dataset(ds, "nnunet", tmp_path / "nn", force=True)
+    # VerSe centroids: continuous voxel index along the image's i, j, k
+    lab = ds.load_case("02").labels
+    entries = verse_centroids(lab)
+    assert entries[0] == {"direction": list(lab.orientation)}
+    assert [e["label"] for e in entries[1:]] == [20, 21, 22, 23, 24]
+    for e in entries[1:]:
+        k, j, i = ndimage.center_of_mass(lab.array == e["label"])
+        assert np.allclose([e["X"], e["Y"], e["Z"]], [i, j, k], atol=0.01)

@@ -20,8 +20,11 @@ import pytest
 
 from conftest import REPO, data_path
 from SpineSegLib.annotation import create_dataset
-from SpineSegLib.image import read_image
-from SpineSegLib.progress import Cancelled, Progress
+from SpineSegLib.core.image import read_image
+from SpineSegLib.core.progress import Cancelled, Progress
+
+# every test here trains (the parent model, then the fine-tuning) or predicts whole MR scans
+pytestmark = pytest.mark.slow
 
 MYO = "mr/vertebral-bodies-myosegmentum"
 PRETRAIN_CASES = ("01", "02", "03", "04", "05", "06")
@@ -39,8 +42,8 @@ def reference(case: str):
 @pytest.fixture(scope="module")
 def parent_model(tmp_path_factory):
     """A small MR model trained briefly on six other cases with the training helper's loop."""
-    from SpineSegLib.iis.train_config import parse_train_config
-    from SpineSegLib.iis.training import train
+    from SpineSegLib.iis.train.recipe import parse_train_config
+    from SpineSegLib.iis.train.loop import train
 
     out = tmp_path_factory.mktemp("parent")
     recipe = {
@@ -76,7 +79,8 @@ def dataset(tmp_path):
 def test_predict_correct_finetune(parent_model, dataset, tmp_path):
     from SpineSegLib.annotation.finetune import finetune
     from SpineSegLib.annotation.predict import predict_dataset
-    from SpineSegLib.iis.checkpoint import read_checkpoint, sha256_of
+    from SpineSegLib.core.files import sha256_of
+    from SpineSegLib.iis.model.checkpoint import read_checkpoint
 
     ds = dataset
     lines = []
@@ -117,7 +121,7 @@ def test_predict_correct_finetune(parent_model, dataset, tmp_path):
     assert models[-1]["sha256"] == sha256_of(out) and models[-1]["parent_sha256"] == parent_sha
     assert (rep.run_dir / "finetune_report.json").exists()
     # writing over the output is refused
-    from SpineSegLib.errors import OutputExistsError
+    from SpineSegLib.core.errors import OutputExistsError
     with pytest.raises(OutputExistsError):
         finetune(ds, parent_model, out, iterations=1)
 
@@ -132,10 +136,11 @@ def test_predict_correct_finetune(parent_model, dataset, tmp_path):
 
 def test_prefetch_and_cancel(parent_model, dataset):
     from SpineSegLib.annotation.predict import predict_dataset
+    from SpineSegLib.annotation.prefetch import prefetch
 
     ds = dataset
     ready = []
-    pf = ds.prefetch(parent_model, count=2, after="21", device="cpu", threads=1,
+    pf = prefetch(ds, parent_model, count=2, after="21", device="cpu", threads=1,
                      on_ready=lambda case, version: ready.append((case, version)))
     assert pf.wait(timeout=300)
     assert not pf.errors and pf.planned == ["22", "23"] and [c for c, _ in ready] == ["22", "23"]
@@ -148,7 +153,7 @@ def test_prefetch_and_cancel(parent_model, dataset):
     assert pf.take("23").entry.current == 2 and pf.take("23") is None
 
     # a prefetch cancelled at once saves nothing
-    pf = ds.prefetch(parent_model, count=3, after="23", device="cpu", threads=1)
+    pf = prefetch(ds, parent_model, count=3, after="23", device="cpu", threads=1)
     pf.cancel()
     assert pf.wait(timeout=120) and not pf.ready
 

@@ -1,4 +1,5 @@
-"""The classical (model-free) spine segmentation of Revy et al. on real CT scans.
+"""The classical (model-free) spine segmentation of Revy et al. on real CT scans: whole scans (slow tier),
+the parameters, cancelling, and bad input. Each step on its own: ``test_classical_steps.py``.
 
 Floors sit a little under the figures measured when the pipeline was tuned (LIDC-IDRI-0001:
 IoU 0.712 / DSC 0.832 against the TotalSegmentator vertebrae reference; aorta Dice 0.84 against the
@@ -7,28 +8,26 @@ descending part of the reference aorta). The references are automatic prediction
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from conftest import data_path
-from SpineSegLib.classical import ClassicalParams, ClassicalResult, segment_spine
-from SpineSegLib.errors import InputError, NoSpineFoundError, OutputExistsError
-from SpineSegLib.image import Image, read_image, resample_to_grid
-from SpineSegLib.metrics import dice, evaluate_binary_images
-from SpineSegLib.orientation import to_canonical
-from SpineSegLib.progress import Cancelled, Progress
+from SpineSegLib.classical import ClassicalParams, segment_spine
+from SpineSegLib.core.errors import InputError, NoSpineFoundError
+from SpineSegLib.core.image import Image, read_image
+from SpineSegLib.core.resample import resample_to_grid
+from SpineSegLib.evaluation.metrics import dice, evaluate_binary_images
+from SpineSegLib.core.orientation import to_canonical
+from SpineSegLib.core.progress import Cancelled, Progress
 
 
 @pytest.fixture(scope="module")
 def lidc():
     folder = data_path("ct", "lidc-idri-0001")
     image = read_image(folder / "image.nii.gz")
-    steps = []
-    result = segment_spine(image, progress=Progress(lambda name, fraction: steps.append(name)))
-    return {"image": image, "result": result, "steps": steps,
+    result = segment_spine(image)
+    return {"image": image, "result": result,
             "reference": read_image(folder / "vertebrae.nii.gz"),
             "totalseg": read_image(folder / "totalseg.nii.gz")}
 
@@ -36,7 +35,7 @@ def lidc():
 @pytest.fixture(scope="module")
 def sample_image():
     from pathlib import Path
-    return read_image(Path(__file__).resolve().parents[1] / "Resources" / "Samples" / "LIDC-IDRI-0001-2.5mm" / "image.nii.gz")
+    return read_image(Path(__file__).resolve().parents[1] / "SpineSeg" / "SpineSegLib" / "resources" / "samples" / "LIDC-IDRI-0001-2.5mm" / "image.nii.gz")
 
 
 def _points_inside(image: Image, points_lps, mask: np.ndarray) -> np.ndarray:
@@ -57,6 +56,7 @@ def _reference_near(image: Image, reference: Image, slab_mm: float = 5.0) -> np.
 
 
 # -- LIDC-IDRI-0001: contrast-enhanced chest CT, stored with a flipped axis (LAS) ---------------------
+@pytest.mark.slow
 def test_lidc_accuracy_against_reference(lidc):
     m = evaluate_binary_images(lidc["result"].mask, lidc["reference"])
     assert m["iou"] >= 0.68, m
@@ -65,6 +65,7 @@ def test_lidc_accuracy_against_reference(lidc):
     assert m["assd_mm"] <= 2.0, m
 
 
+@pytest.mark.slow
 def test_lidc_mask_lies_exactly_on_the_input_grid(lidc):
     image, mask = lidc["image"], lidc["result"].mask
     assert image.orientation == "LAS"          # the flipped axis this test is about
@@ -76,6 +77,7 @@ def test_lidc_mask_lies_exactly_on_the_input_grid(lidc):
         assert other.same_grid(image) and other.array.dtype == np.uint8
 
 
+@pytest.mark.slow
 def test_lidc_mask_overlays_the_bone(lidc):
     hu, mask = lidc["image"].array, lidc["result"].mask.array > 0
     assert hu[mask].mean() > 200                      # bone-like on average (cancellous bone included)
@@ -85,6 +87,7 @@ def test_lidc_mask_overlays_the_bone(lidc):
     assert dice(flipped, ref) < 0.2 < dice(mask, ref)
 
 
+@pytest.mark.slow
 def test_lidc_contrast_and_descending_aorta(lidc):
     result = lidc["result"]
     assert result.contrast
@@ -112,17 +115,18 @@ def test_lidc_contrast_and_descending_aorta(lidc):
     assert np.count_nonzero(ours & (lidc["result"].mask.array > 0)) <= 0.01 * np.count_nonzero(ours)
 
 
+@pytest.mark.slow
 def test_lidc_intermediates_are_lps_and_inside_the_vertebrae(lidc):
     image, result = lidc["image"], lidc["result"]
     near = _reference_near(image, lidc["reference"])
     assert _points_inside(image, result.centerline_curve_lps, near).mean() >= 0.85
     assert _points_inside(image, result.centerline_points_lps[result.centerline_inliers], near).mean() >= 0.75
-    centres = np.array([p["centre"] for p in result.parabolas])
+    centres = np.array([p.centre for p in result.parabolas])
     assert len(result.parabolas) >= 100 and _points_inside(image, centres, near).mean() >= 0.9
     # DP points lie on the front of the bodies: within 3 mm of the reference for most of them
     box = tuple(slice(max(s.start - 10, 0), s.stop + 10) for s in ndimage.find_objects(near.astype(np.uint8))[0])
     dist = ndimage.distance_transform_edt(~near[box], sampling=tuple(reversed(image.spacing)))
-    dp = np.concatenate([p["dp_points"] for p in result.parabolas])
+    dp = np.concatenate([p.dp_points for p in result.parabolas])
     ijk = np.round(image.lps_to_index(dp)).astype(int) - np.array([box[2].start, box[1].start, box[0].start])
     ijk = np.clip(ijk, 0, np.array(dist.shape[::-1]) - 1)
     assert (dist[ijk[:, 2], ijk[:, 1], ijk[:, 0]] <= 3.0).mean() >= 0.75
@@ -130,42 +134,13 @@ def test_lidc_intermediates_are_lps_and_inside_the_vertebrae(lidc):
     aorta = np.argwhere(result.aorta_mask.array > 0)[:, ::-1]
     assert image.index_to_lps(aorta).mean(axis=0)[1] < result.centerline_curve_lps[:, 1].mean()
     for entry in result.slices:
-        lines = entry["lines"]
-        y = {n: lines[n][0][1] for n in ("H1", "H2", "H3")}
-        x = {n: lines[n][0][0] for n in ("V1", "V2", "V5", "V6")}
-        assert y["H1"] < y["H2"] < y["H3"]
-        assert x["V1"] <= x["V2"] < x["V5"] <= x["V6"]
-        assert lines["H1"][0][2] == pytest.approx(entry["z_mm"])
-
-
-def test_lidc_progress_steps(lidc):
-    steps = lidc["steps"]
-    for name in ("checking the input", "contrast agent and descending aorta", "spine centerline",
-                 "reconstruction from the centerline", "spinous-process recovery", "bounding lines",
-                 "parabola fit", "done"):
-        assert name in steps
-    timings = lidc["result"].timings
-    assert timings["total"] > 0 and "parabola fit" in timings
-
-
-def test_save_intermediates(lidc, tmp_path):
-    result = lidc["result"]
-    written = result.save_intermediates(tmp_path / "steps")
-    assert [p.name for p in written] == [p.name for p in ClassicalResult.intermediate_paths(tmp_path)]
-    for path in written[:3]:
-        assert read_image(path).same_grid(lidc["image"])
-    data = json.loads((tmp_path / "steps" / "intermediates.json").read_text())
-    assert data["coordinates"].startswith("LPS") and data["contrast"] is True
-    assert len(data["centerline"]["points"]) == len(result.centerline_points_lps)
-    assert set(data["slices"][0]["lines"]) == {"H1", "H2", "H3", "V1", "V2", "V3", "V4", "V5", "V6"}
-    assert len(data["parabolas"][0]["dp_points"][0]) == 3
-    assert data["params"]["bone_threshold_hu"] == 150.0
-    with pytest.raises(OutputExistsError):
-        result.save_intermediates(tmp_path / "steps")
-    result.save_intermediates(tmp_path / "steps", force=True)
+        assert entry.h1[0, 1] < entry.h2[0, 1] < entry.h3[0, 1]
+        assert entry.v1[0, 0] <= entry.v2[0, 0] < entry.v5[0, 0] <= entry.v6[0, 0]
+        assert entry.h1[0, 2] == pytest.approx(entry.z_mm)
 
 
 # -- other real scans -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_abdominal_ct_3mm():
     folder = data_path("ct", "totalseg-example-3mm")
     image = read_image(folder / "image.nii.gz")
@@ -176,6 +151,7 @@ def test_abdominal_ct_3mm():
     assert m["iou"] >= 0.43 and m["dsc"] >= 0.60, m
 
 
+@pytest.mark.slow
 def test_dicom_series_with_a_flipped_reference():
     folder = data_path("ct", "totalseg-example-dicom")
     image = read_image(folder / "dicom")
@@ -188,10 +164,11 @@ def test_dicom_series_with_a_flipped_reference():
     assert m["iou"] >= 0.50 and m["dsc"] >= 0.66, m
 
 
+@pytest.mark.slow
 def test_bundled_sample(sample_image):
     from pathlib import Path
     result = segment_spine(sample_image)
-    reference = read_image(Path(__file__).resolve().parents[1] / "Resources" / "Samples" / "LIDC-IDRI-0001-2.5mm" / "vertebrae.nii.gz")
+    reference = read_image(Path(__file__).resolve().parents[1] / "SpineSeg" / "SpineSegLib" / "resources" / "samples" / "LIDC-IDRI-0001-2.5mm" / "vertebrae.nii.gz")
     m = evaluate_binary_images(result.mask, reference)
     assert m["iou"] >= 0.59 and m["dsc"] >= 0.74, m
 

@@ -1,4 +1,6 @@
-"""``spineseg classical`` on the bundled LIDC-IDRI-0001 sample (2.5 mm): outputs, metrics, refusals."""
+"""``spineseg classical`` on the bundled LIDC-IDRI-0001 sample (2.5 mm): outputs, metrics, refusals.
+
+The run that writes every output (a child process, the whole pipeline and the PNG) is in the slow tier."""
 
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from conftest import data_path
-from SpineSegLib.image import read_image
+from SpineSegLib.core.image import read_image
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "Resources" / "Samples" / "LIDC-IDRI-0001-2.5mm"
+SAMPLE = REPO / "SpineSeg" / "SpineSegLib" / "resources" / "samples" / "LIDC-IDRI-0001-2.5mm"
 
 
 def spineseg(*args):
@@ -53,6 +55,7 @@ def run(tmp_path_factory):
     return out, proc
 
 
+@pytest.mark.slow
 def test_cli_writes_every_output_and_prints_metrics(run):
     out, proc = run
     assert proc.returncode == 0, proc.stderr
@@ -69,17 +72,20 @@ def test_cli_writes_every_output_and_prints_metrics(run):
     assert data["coordinates"].startswith("LPS") and data["parabolas"]
 
 
-def test_cli_refuses_to_overwrite_any_output(run, tmp_path, capsys):
-    out, _ = run
+def test_cli_refuses_to_overwrite_any_output(tmp_path, capsys):
+    out = tmp_path / "old"
+    for name in ("spine.nii.gz", "spine.png", "steps/intermediates.json"):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(b"an earlier result")
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    proc = spineseg(SAMPLE / "image.nii.gz", "-o", out / "spine.nii.gz", "--png", out / "spine.png", "--quiet")
-    assert_one_line_error(proc, "exists")
+    proc = spineseg_here(capsys, SAMPLE / "image.nii.gz", "-o", out / "spine.nii.gz", "--png", out / "spine.png", "--quiet")
+    assert_one_line_error(proc, "spine.nii.gz exists")
     # a new mask path, but the PNG exists: still refused, before any work (the mask is not written)
     proc = spineseg_here(capsys, SAMPLE / "image.nii.gz", "-o", tmp_path / "new.nii.gz", "--png", out / "spine.png")
     assert_one_line_error(proc, "spine.png exists")
     assert not (tmp_path / "new.nii.gz").exists()
     proc = spineseg_here(capsys, SAMPLE / "image.nii.gz", "-o", tmp_path / "new.nii.gz", "--intermediates", out / "steps")
-    assert_one_line_error(proc, "exists")
+    assert_one_line_error(proc, "intermediates.json exists")
     assert not (tmp_path / "new.nii.gz").exists()
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
@@ -104,8 +110,8 @@ def test_cli_bad_inputs_give_one_line(tmp_path, capsys):
     params.write_text(json.dumps({"no_such_parameter": 3}))
     assert_one_line_error(here(SAMPLE / "image.nii.gz", "-o", tmp_path / "e.nii.gz", "--params", params), "no_such_parameter")
     crop = tmp_path / "front.nii.gz"
-    from SpineSegLib.image import Image, write_image
-    from SpineSegLib.orientation import to_canonical
+    from SpineSegLib.core.image import Image, write_image
+    from SpineSegLib.core.orientation import to_canonical
     can = to_canonical(read_image(SAMPLE / "image.nii.gz")).image
     write_image(Image(can.array[:, :55].copy(), can.spacing, can.origin, can.direction), crop)   # no vertebra in it
     assert_one_line_error(here(crop, "-o", tmp_path / "f.nii.gz", "--quiet"), "no spine found")

@@ -10,23 +10,25 @@ import slicer
 import vtk
 from conftest import REPO, data_path
 
-from SpineSegLib import mrml_bridge as mb
-from SpineSegLib import mrml_results as mr
 from SpineSegLib.classical import ClassicalParams, segment_spine
-from SpineSegLib.errors import InputError, OutputExistsError, SpineSegError
-from SpineSegLib.image import Image, read_image
-from SpineSegLib.metrics import evaluate_binary_images
-from SpineSegLib.progress import Cancelled, Progress
-from SpineSegLib.slicer_logic.classical_logic import (SPINE_LABEL, ClassicalLogic, classical_default,
-                                                      classical_params)
-from SpineSegLib.slicer_logic.common import scene_transaction
+from SpineSegLib.core.errors import InputError, OutputExistsError, SpineSegError
+from SpineSegLib.core.image import Image, read_image
+from SpineSegLib.core.progress import Cancelled, Progress
+from SpineSegLib.evaluation.metrics import evaluate_binary_images
+from SpineSegLib.slicer.classical_logic import SPINE_LABEL, ClassicalLogic, classical_default, classical_params
+from SpineSegLib.slicer.markups import add_curve, control_points_lps
+from SpineSegLib.slicer.scene import add_folder, new_scene, scene_transaction
+from SpineSegLib.slicer.segmentations import segmentation_to_image
+from SpineSegLib.slicer.tables import table_rows
+from SpineSegLib.slicer.volumes import image_to_volume
 
-SAMPLE = REPO / "Resources" / "Samples" / "LIDC-IDRI-0001-2.5mm"
+SAMPLE = REPO / "SpineSeg" / "SpineSegLib" / "resources" / "samples" / "LIDC-IDRI-0001-2.5mm"
 
 
-@pytest.fixture(scope="module")
-def lidc():
-    folder = data_path("ct", "lidc-idri-0001")
+@pytest.fixture(scope="module", params=["sample-2.5mm", pytest.param("full", marks=pytest.mark.slow)])
+def lidc(request):
+    """LIDC-IDRI-0001 and its reference: the bundled 2.5 mm sample (fast tier) and the full-resolution scan (slow)."""
+    folder = SAMPLE if request.param == "sample-2.5mm" else data_path("ct", "lidc-idri-0001")
     return read_image(folder / "image.nii.gz"), read_image(folder / "vertebrae.nii.gz")
 
 
@@ -34,9 +36,9 @@ def lidc():
 def run(lidc):
     """The logic on a LIDC volume node (with the reference label map), and the backend run directly."""
     ct, ref = lidc
-    scene = mb.new_scene()
-    volume = mb.image_to_volume(scene, ct, "LIDC-IDRI-0001")
-    reference = mb.image_to_volume(scene, ref, "reference", labelmap=True)
+    scene = new_scene()
+    volume = image_to_volume(scene, ct, "LIDC-IDRI-0001")
+    reference = image_to_volume(scene, ref, "reference", labelmap=True)
     logic = ClassicalLogic(scene)
     before = scene.GetNumberOfNodes()
     out = logic.run(volume, reference_node=reference)
@@ -60,7 +62,7 @@ def test_segment_is_the_backends_mask_named_and_coded(run, lidc):
     segment = segmentation.GetNthSegment(0)
     assert segment.GetName() == "Spine"
     assert "421060004^Vertebral column" in segment.GetTerminology()
-    ids = mb.segmentation_to_image(out.segmentation, volume)
+    ids = segmentation_to_image(out.segmentation, volume)
     assert ids.same_grid(lidc[0])
     assert np.array_equal(ids.array > 0, direct.mask.array > 0)         # voxel for voxel what segment_spine gives
     assert set(np.unique(ids.array)) == {0, SPINE_LABEL}
@@ -70,7 +72,7 @@ def test_segment_is_the_backends_mask_named_and_coded(run, lidc):
 
 def test_centerline_curve_holds_the_backends_points(run):
     _, _, _, _, out, direct, _ = run
-    points = mr.control_points_lps(out.centerline)
+    points = control_points_lps(out.centerline)
     assert len(points) == len(direct.centerline_curve_lps) > 100
     assert np.allclose(points, direct.centerline_curve_lps, atol=1e-4)
     assert out.centerline.GetCurveType() == slicer.vtkCurveGenerator.CURVE_TYPE_LINEAR_SPLINE   # no smoothing added
@@ -81,43 +83,43 @@ def test_slice_markups_follow_the_red_view(run):
     red = red_slice_node(scene)
     logic.follow_slice_node(out, red)
     display = out.slice_display
-    by_slice = {p["slice"]: p for p in direct.parabolas}
+    by_slice = {p.slice_index: p for p in direct.parabolas}
     checked = 0
     for entry in direct.slices[::25]:
-        red.SetSliceOffset(entry["z_mm"] + 0.4)          # anywhere within half a slice: that slice is shown
+        red.SetSliceOffset(entry.z_mm + 0.4)          # anywhere within half a slice: that slice is shown
         assert display.slice_index is not None
         shown = out.result.slices[display.slice_index]
-        assert shown["slice"] == entry["slice"]
+        assert shown.slice_index == entry.slice_index
         for name, node in display.lines.items():
-            points = mr.control_points_lps(node)
-            expected = np.asarray(entry["lines"][name], float)
+            points = control_points_lps(node)
+            expected = np.asarray(entry.segments()[name], float)
             assert np.allclose(points[:, :2], expected[:, :2], atol=1e-4), name
-            assert np.allclose(points[:, 2], entry["z_mm"] + 0.4, atol=1e-4)     # drawn in the view's plane
+            assert np.allclose(points[:, 2], entry.z_mm + 0.4, atol=1e-4)     # drawn in the view's plane
             assert node.GetDisplayNode().GetVisibility()
-        fit = by_slice.get(entry["slice"])
+        fit = by_slice.get(entry.slice_index)
         if fit is not None:
-            assert np.allclose(mr.control_points_lps(display.parabola)[:, :2], np.asarray(fit["parabola"])[:, :2], atol=1e-4)
-            assert np.allclose(mr.control_points_lps(display.dp_points)[:, :2], np.asarray(fit["dp_points"])[:, :2], atol=1e-4)
+            assert np.allclose(control_points_lps(display.parabola)[:, :2], np.asarray(fit.parabola)[:, :2], atol=1e-4)
+            assert np.allclose(control_points_lps(display.dp_points)[:, :2], np.asarray(fit.dp_points)[:, :2], atol=1e-4)
             assert display.parabola.GetDisplayNode().GetVisibility()
             checked += 1
     assert checked >= 3
     # H lines run from V1 to V6 on their row; V lines from H1 to H3 on their column (Revy et al., Fig. 3)
     entry = direct.slices[len(direct.slices) // 2]
-    red.SetSliceOffset(entry["z_mm"])
-    h1, v1, v6 = (mr.control_points_lps(display.lines[n]) for n in ("H1", "V1", "V6"))
+    red.SetSliceOffset(entry.z_mm)
+    h1, v1, v6 = (control_points_lps(display.lines[n]) for n in ("H1", "V1", "V6"))
     assert np.isclose(h1[0, 0], v1[0, 0], atol=1e-3) and np.isclose(h1[1, 0], v6[0, 0], atol=1e-3)
-    red.SetSliceOffset(max(s["z_mm"] for s in direct.slices) + 50.0)      # above the spine: nothing shown
+    red.SetSliceOffset(max(s.z_mm for s in direct.slices) + 50.0)      # above the spine: nothing shown
     assert display.slice_index is None
     assert not any(n.GetDisplayNode().GetVisibility() for n in display.nodes())
     logic.stop_following(out)
-    red.SetSliceOffset(entry["z_mm"])
+    red.SetSliceOffset(entry.z_mm)
     assert display.slice_index is None                                   # no longer following
 
 
 def test_metrics_table_holds_evaluate_binary_images(run, lidc):
     _, logic, _, reference, out, direct, _ = run
     expected = evaluate_binary_images(direct.mask, lidc[1])
-    rows = mr.table_rows(out.metrics_table)
+    rows = table_rows(out.metrics_table)
     assert len(rows) == 1
     for key, value in expected.items():
         assert rows[0][key] == pytest.approx(value, rel=1e-12), key
@@ -127,7 +129,7 @@ def test_metrics_table_holds_evaluate_binary_images(run, lidc):
     old = out.metrics_table
     table = logic.evaluate(out, reference)
     assert old.GetScene() is None and table.GetScene() is not None
-    assert mr.table_rows(table)[0]["iou"] == pytest.approx(expected["iou"], rel=1e-12)
+    assert table_rows(table)[0]["iou"] == pytest.approx(expected["iou"], rel=1e-12)
 
 
 def test_export_writes_the_mask_and_refuses_to_overwrite(run, tmp_path):
@@ -176,13 +178,13 @@ def test_parameters_from_the_gui_reach_the_backend():
 
 
 def test_without_parabola_refinement_the_parabola_markups_stay_hidden(sample):
-    scene = mb.new_scene()
-    volume = mb.image_to_volume(scene, sample, "sample")
+    scene = new_scene()
+    volume = image_to_volume(scene, sample, "sample")
     logic = ClassicalLogic(scene)
     out = logic.run(volume, {"refine_with_parabola": False})
     assert out.result.parabolas == [] and out.result.slices
     entry = out.result.slices[len(out.result.slices) // 2]
-    assert logic.show_slice(out, np.mean(entry["lines"]["H1"], axis=0)) is not None
+    assert logic.show_slice(out, np.mean(entry.h1, axis=0)) is not None
     assert out.slice_display.lines["H2"].GetDisplayNode().GetVisibility()
     assert not out.slice_display.parabola.GetDisplayNode().GetVisibility()
     assert not out.slice_display.dp_points.GetDisplayNode().GetVisibility()
@@ -199,26 +201,26 @@ def _refused(logic, scene, volume, match, **kwargs):
 
 
 def test_bad_input_is_refused_with_a_clear_message(sample):
-    scene = mb.new_scene()
+    scene = new_scene()
     logic = ClassicalLogic(scene)
     assert isinstance(_refused(logic, scene, None, "no input volume selected"), InputError)
-    labels = mb.image_to_volume(scene, read_image(SAMPLE / "vertebrae.nii.gz"), "vertebrae", labelmap=True)
+    labels = image_to_volume(scene, read_image(SAMPLE / "vertebrae.nii.gz"), "vertebrae", labelmap=True)
     assert isinstance(_refused(logic, scene, labels, "'vertebrae' is a label map"), InputError)
-    flat = mb.image_to_volume(scene, Image(sample.array[60:61].copy(), sample.spacing, sample.origin, sample.direction),
-                              "one slice")
+    flat = image_to_volume(scene, Image(sample.array[60:61].copy(), sample.spacing, sample.origin, sample.direction),
+                           "one slice")
     assert isinstance(_refused(logic, scene, flat, r"'one slice' is a 2-D image \(144 x 116 x 1 voxels\)"), InputError)
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "a segmentation")
     _refused(logic, scene, segmentation, "'a segmentation' is a vtkMRMLSegmentationNode, not a volume")
-    mr_scan = mb.image_to_volume(scene, read_image(data_path("mr", "tptbox-c6", "image.nii.gz")), "MR")
+    mr_scan = image_to_volume(scene, read_image(data_path("mr", "tptbox-c6", "image.nii.gz")), "MR")
     _refused(logic, scene, mr_scan, "does not look like a CT|field of view")
-    ct = mb.image_to_volume(scene, sample, "CT")
+    ct = image_to_volume(scene, sample, "CT")
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", "not a reference")
     _refused(logic, scene, ct, "reference 'not a reference' is a vtkMRMLTableNode", reference_node=table)
 
 
 def test_cancel_mid_run_adds_nothing(sample):
-    scene = mb.new_scene()
-    volume = mb.image_to_volume(scene, sample, "CT")
+    scene = new_scene()
+    volume = image_to_volume(scene, sample, "CT")
     logic = ClassicalLogic(scene)
     steps = []
     progress = Progress()
@@ -239,15 +241,15 @@ def test_cancel_mid_run_adds_nothing(sample):
 def test_a_failure_while_adding_results_removes_what_was_added(sample):
     """The scene transaction the logic wraps its node creation in: a failure half-way removes every node and folder
     the block created (here the second curve is invalid)."""
-    scene = mb.new_scene()
-    volume = mb.image_to_volume(scene, sample, "CT")
+    scene = new_scene()
+    volume = image_to_volume(scene, sample, "CT")
     before = scene.GetNumberOfNodes()
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     with pytest.raises(InputError, match="at least 2 points"):
         with scene_transaction(scene):
-            mr.add_curve(scene, np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]]), "first", next_to=volume)
-            mb.add_folder(scene, "a folder", next_to=volume)
-            mr.add_curve(scene, np.array([[0.0, 0.0, 0.0]]), "second")
+            add_curve(scene, np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]]), "first", next_to=volume)
+            add_folder(scene, "a folder", next_to=volume)
+            add_curve(scene, np.array([[0.0, 0.0, 0.0]]), "second")
     assert scene.GetNumberOfNodes() == before
     ids = vtk.vtkIdList()
     sh.GetItemChildren(sh.GetSceneItemID(), ids, True)

@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, data_path
 
 from SpineSegLib.cli import main
-from SpineSegLib.image import Image, read_image, write_image
+from SpineSegLib.core.image import Image, read_image, write_image
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +74,14 @@ def test_auto_mode_is_binary_when_one_map_is_a_mask(verse004, verse004_path, tmp
     assert rc == 0 and text.startswith("IoU 1.0000  DSC 1.0000  HD95 0.00 mm")
     m = json.loads((tmp_path / "m.json").read_text())
     assert (m["mode"], m["dsc"], m["iou"], m["hd95_mm"]) == ("binary", 1.0, 1.0, 0.0)
-    # --mode instance on the same pair: one predicted instance (id 1 = "C1") matched to all nine vertebrae,
-    # a constant prediction, so kappa = 0 (observed = expected disagreement)
+
+
+@pytest.mark.slow
+def test_instance_mode_on_a_mask_matches_one_instance_to_every_vertebra(verse004, verse004_path, tmp_path, capsys):
+    # one predicted instance (id 1 = "C1") matched to all nine vertebrae (nine distance maps of the whole
+    # spine: a few seconds), a constant prediction, so kappa = 0 (observed = expected disagreement)
+    mask = tmp_path / "mask.nii.gz"
+    write_image(verse004.with_array((verse004.array > 0).astype(np.uint8)), mask)
     rc = main(["evaluate", str(mask), str(verse004_path), "--mode", "instance"])
     text = capsys.readouterr().out
     matched = [line.split()[1] for line in text.splitlines()[2:11]]

@@ -9,16 +9,17 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from conftest import data_path
-from SpineSegLib.errors import InputError
-from SpineSegLib.image import read_image
-from SpineSegLib.iis.augment import Augmenter, AugmentOptions
-from SpineSegLib.iis.config import IISConfig
-from SpineSegLib.iis.datasets import (
-    find_pairs, label_values, prepare_case, read_dataset, read_verse, read_verse_centroids, resolve_convention,
-)
-from SpineSegLib.iis.losses import fp_weight, segmentation_error, surface_distance_mm, surface_weights
-from SpineSegLib.iis.sampling import PatchSampler, SamplingOptions, regression_target, to_example
-from SpineSegLib.orientation import to_canonical
+from SpineSegLib.core.errors import InputError
+from SpineSegLib.core.image import read_image
+from SpineSegLib.iis.train.augment import Augmenter, AugmentOptions
+from SpineSegLib.iis.model.config import IISConfig
+from SpineSegLib.iis.train.conventions import label_values, resolve_convention
+from SpineSegLib.iis.train.discovery import find_pairs
+from SpineSegLib.iis.train.prepared import prepare_case
+from SpineSegLib.iis.train.readers import read_dataset, read_verse, read_verse_centroids
+from SpineSegLib.iis.train.losses import fp_weight, segmentation_error, surface_distance_mm, surface_weights
+from SpineSegLib.iis.train.sampling import PatchSampler, SamplingOptions, regression_target, to_example
+from SpineSegLib.core.orientation import to_canonical
 
 
 def mr_config(**kw):
@@ -73,19 +74,20 @@ def test_prepared_myosegmentum_case_is_ordered_top_down_and_cropped_above_L1(myo
         assert abs(v.voxels * 8.0 - src_mm3) / src_mm3 < 0.15
 
 
-def test_zukic_ids_are_sorted_by_height_lowest_is_L5():
+@pytest.mark.parametrize("index", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
+def test_zukic_ids_are_sorted_by_height_lowest_is_L5(index):
     cases = read_dataset("zukic", data_path("mr", "vertebral-bodies-zukic"))
     assert len(cases) == 17
-    for case in cases[:3]:
-        lab = to_canonical(read_image(case.label)).image.array
-        mapping = case.vertebra_map(lab)
-        assert sorted(mapping.values()) == list(range(18, 25))          # T11 ... L5
-        heights = dict(zip(mapping, (c[0] for c in ndimage.center_of_mass(lab > 0, lab, list(mapping)))))
-        by_height = sorted(mapping, key=lambda v: heights[v], reverse=True)  # top first
-        assert [mapping[v] for v in by_height] == list(range(18, 25))
-    # case 02 has its ids out of anatomical order
-    assert cases[0].case_id == "zukic/02"
-    assert cases[0].vertebra_map() == {2: 24, 1: 23, 3: 22, 4: 21, 5: 20, 6: 19, 7: 18}
+    case = cases[index]
+    lab = to_canonical(read_image(case.label)).image.array
+    mapping = case.vertebra_map(lab)
+    assert sorted(mapping.values()) == list(range(18, 25))          # T11 ... L5
+    heights = dict(zip(mapping, (c[0] for c in ndimage.center_of_mass(lab > 0, lab, list(mapping)))))
+    by_height = sorted(mapping, key=lambda v: heights[v], reverse=True)  # top first
+    assert [mapping[v] for v in by_height] == list(range(18, 25))
+    if index == 0:      # case 02 has its ids out of anatomical order
+        assert case.case_id == "zukic/02"
+        assert case.vertebra_map() == {2: 24, 1: 23, 3: 22, 4: 21, 5: 20, 6: 19, 7: 18}
 
 
 def test_discs_and_tptbox_conventions():
@@ -104,11 +106,15 @@ def test_discs_and_tptbox_conventions():
     assert not p.vertebrae[0].complete and p.vertebrae[1].complete   # C5 / C7 touch the crop's edge
 
 
-def test_verse_masks_and_centroids():
+VERSE_CASES = ["verse/sub-gl003_dir-ax", "verse/sub-gl017", "verse/sub-verse004", "verse/sub-verse010"]
+
+
+@pytest.mark.parametrize("case_id", [pytest.param(c, marks=pytest.mark.slow) if "gl0" in c else c for c in VERSE_CASES])
+def test_verse_masks_and_centroids(case_id):
+    """Each centroid lies at its own vertebra (the 512 x 512 gl masks take seconds each: slow tier)."""
     cases = read_verse(data_path("masks", "verse"), require_images=False)
-    assert sorted(c.case_id for c in cases) == ["verse/sub-gl003_dir-ax", "verse/sub-gl017", "verse/sub-verse004",
-                                                 "verse/sub-verse010"]
-    for case in cases:
+    assert sorted(c.case_id for c in cases) == VERSE_CASES
+    for case in [c for c in cases if c.case_id == case_id]:
         mask = read_image(case.label)
         ids = label_values(mask.array)
         assert case.vertebra_map(mask.array) == {i: i for i in ids}

@@ -1,4 +1,5 @@
-"""IIS inference end to end on real scans with tiny torch models, the CLI, and bad input.
+"""IIS inference end to end on real scans (crops; the whole scan in the slow tier) with tiny torch
+models, the CLI (``spineseg iis``, ``spineseg speed``), and bad input.
 
 The tiny models have random weights except their output layers, which are set so that the
 network's answers are known: ``seg_bias > 0`` marks every voxel of every patch as the next
@@ -19,16 +20,17 @@ import torch
 
 from conftest import REPO, data_path
 from SpineSegLib.cli import main
-from SpineSegLib.errors import InputError, NoSpineFoundError
-from SpineSegLib.image import Image, read_image, write_image
-from SpineSegLib.iis.checkpoint import save_checkpoint
-from SpineSegLib.iis.config import IISConfig
-from SpineSegLib.iis.inference import (IISRun, check_extent, guess_modality, peel_dark_surface, segment_vertebrae,
-                                       start_point_from_centerline)
-from SpineSegLib.iis.model import IISNet
-from SpineSegLib.iis.predictor import (FallbackPredictor, TorchPredictor, cpu_has_bf16, default_precision,
-                                       resolve_device)
-from SpineSegLib.progress import Cancelled, Progress
+from SpineSegLib.core.errors import InputError, NoSpineFoundError, OutputExistsError
+from SpineSegLib.core.image import Image, read_image, write_image
+from SpineSegLib.core.progress import Cancelled, Progress
+from SpineSegLib.iis.infer.assembly import CANAL_LABEL, peel_dark_surface, probability_on_source
+from SpineSegLib.iis.infer.checks import check_extent, guess_modality, start_point_from_centerline
+from SpineSegLib.iis.infer.predictor import FallbackPredictor, TorchPredictor, default_precision
+from SpineSegLib.iis.infer.run import IISRun, segment_vertebrae
+from SpineSegLib.iis.model.checkpoint import save_checkpoint
+from SpineSegLib.iis.model.config import IISConfig
+from SpineSegLib.iis.model.device import cpu_has_bf16, resolve_device
+from SpineSegLib.iis.model.network import IISNet
 
 torch.set_num_threads(2)
 
@@ -60,21 +62,40 @@ def models(tmp_path_factory):
     return paths
 
 
+def crop(image: Image, k, j, i) -> Image:
+    """``image[k0:k1, j0:j1, i0:i1]`` with its geometry."""
+    return Image(image.array[k[0]:k[1], j[0]:j[1], i[0]:i[1]], image.spacing, image.index_to_lps([i[0], j[0], k[0]]),
+                 image.direction)
+
+
 @pytest.fixture(scope="module")
 def abdomen():
     """TotalSegmentator's abdominal example CT at 3 mm (RAS-oriented file)."""
     return read_image(data_path("ct", "totalseg-example-3mm", "image.nii.gz"))
 
 
-@pytest.fixture(scope="module")
-def abdomen_result(abdomen, models):
+@pytest.fixture(scope="session")
+def abdomen_crop():
+    """180 mm cube of the abdominal example CT around the spine (T10-L1), a fifth of the scan."""
+    return crop(read_image(data_path("ct", "totalseg-example-3mm", "image.nii.gz")), (40, 100), (5, 65), (30, 90))
+
+
+@pytest.fixture(scope="session")
+def abdomen_crop_file(abdomen_crop, tmp_path_factory):
+    return write_image(abdomen_crop, tmp_path_factory.mktemp("abdomen") / "crop.nii.gz")
+
+
+@pytest.fixture(scope="module", params=["crop", pytest.param("full", marks=pytest.mark.slow)])
+def ct_run(request, models):
+    """``(image, result, steps)`` of the all-positive tiny model on the abdomen crop (fast) or the whole scan (slow)."""
+    image = request.getfixturevalue("abdomen_crop" if request.param == "crop" else "abdomen")
     steps = []
-    result = segment_vertebrae(abdomen, models["ct"], device="cpu", steps_callback=steps.append)
-    return result, steps
+    result = segment_vertebrae(image, models["ct"], device="cpu", steps_callback=steps.append)
+    return image, result, steps
 
 
-def test_end_to_end_geometry_and_records(abdomen, abdomen_result):
-    result, steps = abdomen_result
+def test_end_to_end_geometry_and_records(ct_run):
+    abdomen, result, steps = ct_run
     assert result.labels.same_grid(abdomen) and result.labels.array.dtype == np.uint8
     out = [r for r in result.instances if r.in_output]
     assert out, "the all-positive model must produce vertebrae"
@@ -102,15 +123,31 @@ def test_end_to_end_geometry_and_records(abdomen, abdomen_result):
     assert result.device.startswith("cpu")
 
 
-def test_stepping_a_run_then_finishing_equals_one_call(abdomen, models, abdomen_result):
+def test_stepping_a_run_then_finishing_equals_one_call(models, ct_run):
+    abdomen, reference, _ = ct_run
     run = IISRun(abdomen, models["ct"], device="cpu")
     steps = run.steps()
     first = [next(steps) for _ in range(3)]
     assert [s.index for s in first] == [1, 2, 3] and first[0].box is not None
     result = run.finish()
     assert run.finish() is result
-    assert np.array_equal(result.labels.array, abdomen_result[0].labels.array)
-    assert result.network_passes == abdomen_result[0].network_passes
+    assert np.array_equal(result.labels.array, reference.labels.array)
+    assert result.network_passes == reference.network_passes
+
+
+def test_table_files(ct_run, tmp_path):
+    """The per-vertebra table: tabs for .tsv, commas for .csv, one row per vertebra found; no silent overwrite."""
+    _, result, _ = ct_run
+    tsv, csv_path = result.write_table(tmp_path / "v.tsv"), result.write_table(tmp_path / "sub" / "v.csv")
+    rows = [line.split("\t") for line in tsv.read_text().splitlines()]
+    assert rows[0][:3] == ["id", "name", "complete"] and len(rows) == len(result.instances) + 1
+    assert [r[1] for r in rows[1:]] == [r.name for r in result.instances]
+    assert csv_path.read_text().splitlines()[0].startswith("id,name,complete,")
+    with pytest.raises(OutputExistsError, match="exists"):
+        result.write_table(tsv)
+    before = tsv.read_text()
+    result.write_table(tsv, force=True)
+    assert tsv.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["sub", "v.tsv"]
 
 
 def test_precision_and_layout_agree():
@@ -139,7 +176,8 @@ def test_device_choice():
         resolve_device("tpu")
 
 
-def test_out_of_memory_falls_back_to_the_cpu(abdomen, models, abdomen_result):
+def test_out_of_memory_falls_back_to_the_cpu(ct_run):
+    abdomen, reference, _ = ct_run
     net = tiny_net()
     calls = {"n": 0}
 
@@ -152,12 +190,11 @@ def test_out_of_memory_falls_back_to_the_cpu(abdomen, models, abdomen_result):
     result = segment_vertebrae(abdomen, (net, net.config), predict=predict)
     assert calls["n"] == 1 and predict.fell_back
     assert len(messages) == 1 and "out of memory" in messages[0] and "CPU" in messages[0]
-    reference = abdomen_result[0]
     assert np.array_equal(result.labels.array, reference.labels.array)
     assert result.network_passes == reference.network_passes
 
 
-def test_cancel_through_progress(abdomen, models):
+def test_cancel_through_progress(abdomen_crop, models):
     progress = Progress()
     seen = []
 
@@ -167,7 +204,7 @@ def test_cancel_through_progress(abdomen, models):
             progress.cancel()
 
     with pytest.raises(Cancelled):
-        segment_vertebrae(abdomen, models["ct"], device="cpu", progress=progress, steps_callback=cancel_after_three)
+        segment_vertebrae(abdomen_crop, models["ct"], device="cpu", progress=progress, steps_callback=cancel_after_three)
     assert len(seen) == 3
 
 
@@ -180,22 +217,23 @@ def test_modality_guess_on_real_scans():
         assert guess_modality(read_image(data_path(*path)))[0] == "mr", path
 
 
-def test_wrong_modality_and_override(abdomen, models):
+def test_wrong_modality_and_override(abdomen_crop, models):
     with pytest.raises(InputError, match="MR model, but the input is CT.*no-modality-check"):
-        segment_vertebrae(abdomen, models["mr"], device="cpu")
-    mr = read_image(data_path("mr", "vertebral-bodies-myosegmentum", "01_img.nii.gz"))
+        segment_vertebrae(abdomen_crop, models["mr"], device="cpu")
+    # the lumbar part of a sagittal T2 scan (MyoSegmenTUM 01: 224 x 224 x 77 mm)
+    mr = crop(read_image(data_path("mr", "vertebral-bodies-myosegmentum", "01_img.nii.gz")), (60, 160), (60, 160), (0, 77))
     with pytest.raises(InputError, match="CT model, but the input is MR"):
         segment_vertebrae(mr, models["ct"], device="cpu")
     result = segment_vertebrae(mr, models["ct"], device="cpu", check_modality=False)
     assert result.labels.same_grid(mr)
 
 
-def test_bad_model_files(abdomen, tmp_path):
+def test_bad_model_files(abdomen_crop, tmp_path):
     with pytest.raises(InputError, match="not found"):
-        segment_vertebrae(abdomen, tmp_path / "missing.pt")
+        segment_vertebrae(abdomen_crop, tmp_path / "missing.pt")
     nifti = data_path("ct", "totalseg-example-3mm", "vertebrae.nii.gz")
     with pytest.raises(InputError, match="not a SpineSeg IIS weights file"):
-        segment_vertebrae(abdomen, nifti)
+        segment_vertebrae(abdomen_crop, nifti)
 
 
 def test_too_small_image(abdomen):
@@ -255,6 +293,29 @@ def test_peeling_dark_surface_voxels():
     assert np.array_equal(peel_dark_surface(ref, np.full(ref.shape, 500.0), spacing), ref)
 
 
+def test_probability_maps_back_onto_the_source_grid():
+    """TPTBox L3 crop (1.5 mm): L3 resampled to a 2 mm model grid, cropped there as a probability map and
+    mapped back lands on the reference (linear interpolation, 0.5) inside the slices it returns."""
+    from SpineSegLib.iis.infer.preprocess import to_model_grid
+
+    ct = read_image(data_path("ct", "tptbox-l3", "image.nii.gz"))
+    ref = read_image(data_path("ct", "tptbox-l3", "vertebrae.nii.gz")).array == 22
+    grid = to_model_grid(ct, IISConfig(voxel_size_mm=(2.0, 2.0, 2.0))).image
+    on_grid = to_model_grid(ct.with_array(ref.astype(np.float32)), IISConfig(
+        voxel_size_mm=(2.0, 2.0, 2.0), intensity={"kind": "ct", "low": 0.0, "high": 1.0, "scale": 1.0})).image.array
+    idx = np.nonzero(on_grid >= 0.5)
+    lo = [int(i.min()) - 2 for i in idx]
+    box = tuple(slice(max(a, 0), int(i.max()) + 3) for a, i in zip(lo, idx))
+    slices, mask = probability_on_source(grid, [b.start for b in box], on_grid[box], ct)
+    mapped = np.zeros(ct.shape, bool)
+    mapped[slices] = mask
+    assert 2 * (mapped & ref).sum() / (mapped.sum() + ref.sum()) > 0.9
+    assert mask.shape == mapped[slices].shape and ref[slices].sum() == ref.sum()   # the slices hold all of L3
+    # a crop wholly outside the source maps onto nothing
+    far = probability_on_source(grid, (500, 500, 500), on_grid[box], ct)
+    assert far[1].size == 0
+
+
 def test_start_point_from_centerline():
     pts = [(0, 0, -400.0), (1, 2, -300.0), (2, 1, -350.0)]
     assert start_point_from_centerline(pts, "up") == (0.0, 0.0, -400.0)
@@ -272,9 +333,9 @@ def test_centerline_start_falls_back_to_searching(models):
         segment_vertebrae(mr, models["mr"], start_point_lps="centerline")
 
 
-def test_direction_must_match_the_model(abdomen, models):
+def test_direction_must_match_the_model(abdomen_crop, models):
     with pytest.raises(InputError, match="trained to traverse the spine upwards"):
-        segment_vertebrae(abdomen, models["ct"], direction="down")
+        segment_vertebrae(abdomen_crop, models["ct"], direction="down")
 
 
 class ScaledLabelOracle:
@@ -282,7 +343,7 @@ class ScaledLabelOracle:
     normalisation (value / 1000) is undone here, so every image patch is a label patch."""
 
     def __init__(self, labels_on_grid, **kw):
-        from SpineSegLib.iis.oracle import LabelMapOracle
+        from SpineSegLib.iis.infer.oracle import LabelMapOracle
 
         self.oracle = LabelMapOracle(labels_on_grid, **kw)
 
@@ -296,11 +357,12 @@ def label_map_config(**kw) -> IISConfig:
                      intensity={"kind": "ct", "low": -1000.0, "high": 3096.0, "scale": 1000.0}, **kw)
 
 
+@pytest.mark.slow
 def test_oracle_through_the_whole_pipeline():
     """VerSe sub-verse010 (L1-L5, 1 mm) through ``segment_vertebrae`` with an oracle whose labels are
     noisy, L3's off by one (regressed 21.4: rounding says L2): every vertebra lands on the input
     grid under its reference id, with records that match it."""
-    from SpineSegLib.iis.preprocess import to_model_grid
+    from SpineSegLib.iis.infer.preprocess import to_model_grid
 
     ref = read_image(data_path("masks", "verse", "sub-verse010_seg-vert_msk.nii.gz"))
     config = label_map_config(patch_size=(128, 128, 128))
@@ -323,8 +385,7 @@ def test_oracle_through_the_whole_pipeline():
 def test_spider_pipeline_writes_discs_and_canal():
     """TPTBox cervical MR label map (C5-C7, discs 105-106, canal) through ``segment_vertebrae`` with a
     SPIDER-variant oracle: discs come out as 100 + the id of the vertebra above, the canal as 61."""
-    from SpineSegLib.iis.inference import CANAL_LABEL
-    from SpineSegLib.iis.preprocess import to_model_grid
+    from SpineSegLib.iis.infer.preprocess import to_model_grid
 
     folder = ("mr", "tptbox-c6")
     vert = read_image(data_path(*folder, "vertebrae.nii.gz"))
@@ -349,8 +410,8 @@ def test_spider_pipeline_writes_discs_and_canal():
 
 
 # -- the command line ----------------------------------------------------------------------------
-def test_cli_writes_labels_table_and_steps(tmp_path, models, capsys):
-    src = data_path("ct", "totalseg-example-3mm", "image.nii.gz")
+def test_cli_writes_labels_table_and_steps(tmp_path, models, abdomen_crop_file, capsys):
+    src = abdomen_crop_file
     out, table, steps = tmp_path / "v.nii.gz", tmp_path / "v.tsv", tmp_path / "steps"
     args = ["iis", str(src), "-o", str(out), "--model", str(models["ct"]), "--device", "cpu",
             "--table", str(table), "--steps-dir", str(steps)]
@@ -383,8 +444,8 @@ def test_cli_writes_labels_table_and_steps(tmp_path, models, capsys):
 
 
 @pytest.mark.parametrize("case", ["missing", "not-weights", "wrong-modality", "tiny", "no-spine", "bad-start"])
-def test_cli_errors_are_one_line(case, tmp_path, models, capsys):
-    ct = data_path("ct", "totalseg-example-3mm", "image.nii.gz")
+def test_cli_errors_are_one_line(case, tmp_path, models, abdomen_crop_file, capsys):
+    ct = abdomen_crop_file
     model, image, extra = models["ct"], ct, []
     if case == "missing":
         model = tmp_path / "nope.pt"
@@ -410,6 +471,7 @@ def test_cli_errors_are_one_line(case, tmp_path, models, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_cli_console_script_reports_without_traceback(tmp_path, models):
     """The installed entry point: a non-zero exit, one line on stderr, no traceback."""
     proc = subprocess.run(
@@ -419,3 +481,21 @@ def test_cli_console_script_reports_without_traceback(tmp_path, models):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0
     assert "no vertebra found" in proc.stderr
+
+
+def test_speed_probe_prints_one_json_line(models, capsys):
+    """``spineseg speed`` (the Slicer module's device probe): one ``{"probe": ...}`` line, with the model's
+    measured seconds per pass when a model is given; a missing model is a one-line error."""
+    from SpineSegLib.iis.infer.runtime_estimate import parse_probe
+
+    assert main(["speed", "--model", str(models["ct"]), "--device", "cpu", "--repeats", "1", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    info = parse_probe(lines)
+    assert lines[-1].startswith('{"probe"') and info is not None
+    assert info["model"] == str(models["ct"]) and IISConfig.from_dict(info["config"]).patch_size == (16, 16, 16)
+    assert info["per_pass_seconds"]["cpu"] > 0 and info["precision"]["cpu"].startswith("cpu")
+    assert info["cuda"] == torch.cuda.is_available() and info["cpu_cores"] >= 1
+    assert json.loads(lines[0])["message"] == "timing a network pass on cpu"
+    assert main(["speed", "--model", "no-such-model"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "neither a file nor a bundled model" in err[0]

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from conftest import data_path
-from SpineSegLib.image import read_image
-from SpineSegLib.iis.config import IISConfig
-from SpineSegLib.iis.labelling import REGULAR_CHAIN, T13_CHAIN, chain_probabilities, fit_label_sequence
-from SpineSegLib.iis.oracle import LabelMapOracle
-from SpineSegLib.iis.preprocess import to_model_grid
-from SpineSegLib.iis.traversal import IISTraversal, TraversalOptions
-from SpineSegLib.labels import VERTEBRAE
+from SpineSegLib.core.image import read_image
+from SpineSegLib.iis.model.config import IISConfig
+from SpineSegLib.iis.infer.labelling import REGULAR_CHAIN, T13_CHAIN, chain_probabilities, fit_label_sequence
+from SpineSegLib.iis.infer.oracle import LabelMapOracle
+from SpineSegLib.iis.infer.preprocess import to_model_grid
+from SpineSegLib.iis.infer.traversal import IISTraversal
+from SpineSegLib.iis.infer.traversal_options import TraversalOptions
+from SpineSegLib.core.labels import VERTEBRAE
 
 
 def test_the_papers_interpolation():

@@ -3,14 +3,17 @@ small model's training): the background runner really runs ``spineseg iis`` in a
 in the scene as named, coloured, coded segments and a per-vertebra table equal to the backend's records; a run
 can be cancelled mid-way (the child is killed, nothing is added); stepping shows exactly the backend's patches.
 
-The model is the smallest bundled MR model when one is in Resources/Models, else the small trained model at
-/tmp/iis_small_mr.pt when present, else a tiny randomly initialised one whose output layers are set so that it
-"sees" vertebrae everywhere (then only structure is checked, not accuracy).
+The model is the smallest bundled MR model when one is in SpineSegLib/resources/models, else the small trained
+model at /tmp/iis_small_mr.pt when present, else a tiny randomly initialised one whose output layers are set so
+that it "sees" vertebrae everywhere (then only structure is checked, not accuracy). Runs through a network are in
+the slow tier; the fast tier checks each piece without one (import of a result, evaluation, the patch display, the
+child-process runner with a plain Python child).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -19,22 +22,30 @@ import pytest
 import torch
 from conftest import data_path
 
-from SpineSegLib import background
-from SpineSegLib import mrml_bridge as mb
-from SpineSegLib import mrml_results as mr
-from SpineSegLib.errors import InputError, SpineSegError
-from SpineSegLib.iis.checkpoint import save_checkpoint
-from SpineSegLib.iis.config import IISConfig
-from SpineSegLib.iis.inference import segment_vertebrae
-from SpineSegLib.iis.model import IISNet
-from SpineSegLib.iis.model_catalog import list_models
-from SpineSegLib.iis.preprocess import to_model_grid
-from SpineSegLib.image import Image, read_image
-from SpineSegLib.instance_metrics import evaluate_instance_images
-from SpineSegLib.labels import VERTEBRAE
-from SpineSegLib.measurements import measure_vertebrae
-from SpineSegLib.slicer_logic.common import export_labelmap, export_node
-from SpineSegLib.slicer_logic.iis_logic import IISLogic
+from SpineSegLib.core.errors import InputError, SpineSegError
+from SpineSegLib.core.image import Image, read_image
+from SpineSegLib.core.labels import VERTEBRAE
+from SpineSegLib.evaluation.instance_metrics import evaluate_instance_images
+from SpineSegLib.evaluation.measurements import measure_vertebrae
+from SpineSegLib.iis.infer.preprocess import to_model_grid
+from SpineSegLib.iis.infer.run import segment_vertebrae
+from SpineSegLib.iis.model.catalog import list_models
+from SpineSegLib.iis.model.checkpoint import save_checkpoint
+from SpineSegLib.iis.model.config import IISConfig
+from SpineSegLib.iis.model.network import IISNet
+from SpineSegLib.slicer import iis_logic, iis_results
+from SpineSegLib.slicer import process as background
+from SpineSegLib.slicer.common import export_labelmap, export_node
+from SpineSegLib.slicer.iis_display import PatchDisplay
+from SpineSegLib.slicer.iis_logic import IISLogic
+from SpineSegLib.slicer.markups import box_lps
+from SpineSegLib.slicer.scene import new_scene
+from SpineSegLib.slicer.segmentations import (INCOMPLETE_OPACITY, STATUS_TAG, TAG_COMPLETENESS,
+                                              labelmap_to_segmentation, segment_labels, segment_tag,
+                                              segmentation_to_image)
+from SpineSegLib.slicer.storage import load_segmentation
+from SpineSegLib.slicer.tables import table_rows
+from SpineSegLib.slicer.volumes import image_to_volume, volume_to_image
 
 torch.set_num_threads(2)
 THREADS = 2
@@ -88,8 +99,8 @@ def case():
 def run(models, case):
     """The logic's background run on a volume node, and the backend run directly on the same voxels."""
     image, reference = case
-    scene = mb.new_scene()
-    volume = mb.image_to_volume(scene, image, f"MR {CASE}")
+    scene = new_scene()
+    volume = image_to_volume(scene, image, f"MR {CASE}")
     logic = IISLogic(scene)
     before = scene.GetNumberOfNodes()
     lines = []
@@ -101,10 +112,11 @@ def run(models, case):
                 elapsed=elapsed)
 
 
+@pytest.mark.slow
 def test_background_run_gives_named_coloured_coded_segments(run, models):
     out, direct, volume = run["out"], run["direct"], run["volume"]
     assert any(line.startswith("[") and "%]" in line for line in run["lines"]), "progress lines from the child"
-    labels = mb.segment_labels(out.segmentation)
+    labels = segment_labels(out.segmentation)
     expected = {r.id: r for r in direct.instances if r.in_output}
     assert sorted(labels.values()) == sorted(expected)
     segmentation = out.segmentation.GetSegmentation()
@@ -116,18 +128,19 @@ def test_background_run_gives_named_coloured_coded_segments(run, models):
         assert np.allclose(segment.GetColor(), v.color, atol=1e-6)
         assert f"SCT^{v.snomed_code}^" in segment.GetTerminology()
         record = expected[label]
-        assert mb.segment_tag(segment, mb.TAG_COMPLETENESS) == ("complete" if record.complete else "incomplete")
+        assert segment_tag(segment, TAG_COMPLETENESS) == ("complete" if record.complete else "incomplete")
         if not record.complete:
-            assert mb.segment_tag(segment, mb.STATUS_TAG) == "flagged"
-            assert display.GetSegmentOpacity3D(sid) == pytest.approx(mb.INCOMPLETE_OPACITY)
-            assert display.GetSegmentOpacity2DFill(sid) == pytest.approx(mb.INCOMPLETE_OPACITY)
-    ids = mb.segmentation_to_image(out.segmentation, volume)
+            assert segment_tag(segment, STATUS_TAG) == "flagged"
+            assert display.GetSegmentOpacity3D(sid) == pytest.approx(INCOMPLETE_OPACITY)
+            assert display.GetSegmentOpacity2DFill(sid) == pytest.approx(INCOMPLETE_OPACITY)
+    ids = segmentation_to_image(out.segmentation, volume)
     assert np.array_equal(ids.array, direct.labels.array), "the child's label map is what segment_vertebrae gives"
 
 
+@pytest.mark.slow
 def test_table_holds_the_backends_records_and_body_heights(run, case):
     out, direct = run["out"], run["direct"]
-    rows = mr.table_rows(out.table)
+    rows = table_rows(out.table)
     assert rows and [r["label"] for r in rows] == [r["label"] for r in out.rows]
     records = {r.id: r for r in direct.instances if r.in_output}
     heights = {m.label: m for m in measure_vertebrae(direct.labels, case[0])}
@@ -148,14 +161,15 @@ def test_table_holds_the_backends_records_and_body_heights(run, case):
     assert "local axis" in out.table.GetColumnDescription("middle_height_mm")
 
 
+@pytest.mark.slow
 def test_evaluation_table_is_instance_metrics(run, case, models):
     scene, logic, out, volume = run["scene"], run["logic"], run["out"], run["volume"]
-    reference = mb.image_to_volume(scene, case[1], "reference", labelmap=True)
+    reference = image_to_volume(scene, case[1], "reference", labelmap=True)
     before = scene.GetNumberOfNodes()
     table, result = logic.evaluate(out.segmentation, reference, volume)
     completeness = {r.id: r.complete for r in run["direct"].instances if r.in_output}
     expected = evaluate_instance_images(run["direct"].labels, case[1], pred_completeness=completeness)
-    rows = mr.table_rows(table)
+    rows = table_rows(table)
     assert len(rows) == len(expected.to_rows())
     for row, want in zip(rows, expected.to_rows()):
         for key in ("ref_id", "pred_id", "status", "dice", "assd_mm", "hd95_mm", "pred_complete"):
@@ -174,20 +188,21 @@ def test_evaluation_table_is_instance_metrics(run, case, models):
     if models["trained"]:      # a trained model finds most lumbar bodies of this held-out case
         assert expected.n_detected >= 4, expected.summary()
     # the same reference given as a segmentation gives the same numbers
-    seg_reference = mb.labelmap_to_segmentation(scene, case[1], reference_volume=volume, name="reference seg")
+    seg_reference = labelmap_to_segmentation(scene, case[1], reference_volume=volume, name="reference seg")
     table2, result2 = logic.evaluate(out.segmentation, seg_reference, volume)
     assert [v.dice for v in result2.vertebrae] == pytest.approx([v.dice for v in result.vertebrae])
     assert scene.GetNumberOfNodes() > before
 
 
+@pytest.mark.slow
 def test_exports(run, tmp_path):
     out, direct, volume = run["out"], run["direct"], run["volume"]
     path = export_labelmap(out.segmentation, tmp_path / "vertebrae.nii.gz", volume)
     written = read_image(path)
     assert written.same_grid(direct.labels) and np.array_equal(written.array, direct.labels.array)
     seg_path = export_node(out.segmentation, tmp_path / "vertebrae.seg.nrrd")
-    reloaded = mr.load_segmentation(mb.new_scene(), seg_path)
-    assert sorted(mb.segment_labels(reloaded).values()) == sorted(mb.segment_labels(out.segmentation).values())
+    reloaded = load_segmentation(new_scene(), seg_path)
+    assert sorted(segment_labels(reloaded).values()) == sorted(segment_labels(out.segmentation).values())
     table_path = export_node(out.table, tmp_path / "vertebrae.tsv")
     header = table_path.read_text().splitlines()[0].split("\t")
     assert {"label", "name", "volume_ml", "completeness", "anterior_height_mm"} <= set(header)
@@ -205,9 +220,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_cancel_kills_the_child_mid_run_and_adds_nothing(models, case):
-    scene = mb.new_scene()
-    volume = mb.image_to_volume(scene, case[0], "MR")
+    scene = new_scene()
+    volume = image_to_volume(scene, case[0], "MR")
     logic = IISLogic(scene)
     before = scene.GetNumberOfNodes()
     states = []
@@ -234,10 +250,11 @@ def test_cancel_kills_the_child_mid_run_and_adds_nothing(models, case):
     assert task.poll() == background.CANCELLED and not task.cancel()
 
 
+@pytest.mark.slow
 def test_child_failure_is_one_clear_message_and_adds_nothing(models):
     image = read_image(data_path("mr", "tptbox-c6", "image.nii.gz"))
-    scene = mb.new_scene()
-    volume = mb.image_to_volume(scene, image, "C-spine crop")
+    scene = new_scene()
+    volume = image_to_volume(scene, image, "C-spine crop")
     logic = IISLogic(scene)
     before = scene.GetNumberOfNodes()
     task = logic.start(volume, models["blind_fast"], device="cpu", threads=THREADS)
@@ -264,9 +281,68 @@ def test_progress_lines_are_parsed():
     assert background.spineseg_command("iis", "--help", python="py") == ["py", "-m", "SpineSegLib", "iis", "--help"]
 
 
+CHILD = """
+import sys, time
+print("[ 10%] reading", flush=True)
+print('{"progress": 0.5, "message": "half way"}', flush=True)
+print("a log line", flush=True)
+if sys.argv[1] == "fail":
+    print("spineseg: error: the image is 2-D", flush=True)
+    sys.exit(2)
+if sys.argv[1] == "hang":
+    import subprocess
+    grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    print(f"grandchild {grandchild.pid}", flush=True)
+    time.sleep(60)
+print("[100%] done", flush=True)
+"""
+
+
+def child_task(mode: str, **kwargs) -> background.BackgroundProcess:
+    return background.BackgroundProcess([sys.executable, "-c", CHILD, mode], name="test child", **kwargs)
+
+
+def test_background_process_reports_progress_result_failure_and_cancel():
+    """The child-process runner with a plain Python child (no torch): progress lines, the result of ``finish``,
+    the child's one-line error, and a cancel that ends the child and what it started."""
+    progress, states = [], []
+    task = child_task("ok", finish=lambda t: len(t.output), on_progress=lambda f, m: progress.append((f, m)),
+                      on_state=states.append).start()
+    assert task.wait(60) == background.DONE and task.result == 4
+    assert progress[:2] == [(0.1, "reading"), (0.5, "half way")] and progress[-1] == (1.0, "done")
+    assert states == [background.RUNNING, background.IMPORTING, background.DONE] and "a log line" in task.output
+
+    failed = child_task("fail").start()
+    assert failed.wait(60) == background.FAILED and failed.returncode == 2
+    assert failed.message == "the image is 2-D"
+    with pytest.raises(background.BackgroundError, match="the image is 2-D"):
+        failed.raise_for_state()
+
+    hanging = child_task("hang", cleanup=[Path(__import__("tempfile").mkdtemp())]).start()
+    deadline = time.monotonic() + 60
+    while not any(line.startswith("grandchild") for line in hanging.output) and time.monotonic() < deadline:
+        hanging.poll()
+        time.sleep(0.02)
+    grandchild = int(next(line for line in hanging.output if line.startswith("grandchild")).split()[1])
+    pid = hanging.pid
+    assert hanging.cancel() and hanging.state == background.CANCELLED
+    assert not _alive(pid) and not _alive_soon(grandchild), "cancel ends the whole process tree"
+    assert not hanging.cleanup_paths[0].exists()
+    with pytest.raises(SpineSegError, match="cancelled"):
+        hanging.raise_for_state()
+
+
+def _alive_soon(pid: int, wait_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + wait_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _alive(pid)
+
+
+@pytest.mark.slow
 def test_device_probe_times_passes_in_a_child_and_feeds_the_estimate(models, case, tmp_path):
-    scene = mb.new_scene()
-    volume = mb.image_to_volume(scene, case[0], "MR")
+    scene = new_scene()
+    volume = image_to_volume(scene, case[0], "MR")
     logic = IISLogic(scene, cache_path=tmp_path / "times.json")
     model = models["main"]
     if not Path(model).with_suffix(".json").exists():
@@ -293,6 +369,7 @@ def _temporary(scene) -> list:
     return out
 
 
+@pytest.mark.slow
 def test_stepping_shows_the_backends_patches_and_ends_like_a_run(run, models, case):
     scene, logic, volume, direct = run["scene"], run["logic"], run["volume"], run["direct"]
     before = scene.GetNumberOfNodes()
@@ -302,16 +379,16 @@ def test_stepping_shows_the_backends_patches_and_ends_like_a_run(run, models, ca
     for n in range(8):
         step = stepper.step(timeout=300)
         assert step is not None and step.index == n + 1 and stepper.state == "waiting"
-        centre, size, axes = mr.box_lps(stepper.display.box)
+        centre, size, axes = box_lps(stepper.display.box)
         assert np.allclose(centre, step.box.centre_lps, atol=1e-4)
         assert np.allclose(size, step.box.size_mm, atol=1e-4)
         assert np.allclose(axes, np.asarray(step.box.axes_lps).T, atol=1e-6)
         logged = direct.steps[n]["box"]           # the same pass of the backend's own run
         assert np.allclose(centre, logged["centre_lps"], atol=2e-3) and np.allclose(size, logged["size_mm"])
-        memory = mb.volume_to_image(stepper.display.memory)
+        memory = volume_to_image(stepper.display.memory)
         assert memory.same_grid(grid) and int(memory.array.sum()) == int((step.memory > 0).sum())
         if step.fragment is not None and step.fragment.any():
-            shown = mb.segmentation_to_image(stepper.display.fragment)
+            shown = segmentation_to_image(stepper.display.fragment)
             assert int((shown.array > 0).sum()) == int(step.fragment.sum())
             fragments += 1
     assert fragments >= 1
@@ -319,15 +396,16 @@ def test_stepping_shows_the_backends_patches_and_ends_like_a_run(run, models, ca
     assert set(_temporary(scene)) >= {"IIS patch", "IIS memory"}
     out = stepper.run_to_end(timeout=600)
     assert stepper.state == "done" and _temporary(scene) == []
-    assert np.array_equal(mb.segmentation_to_image(out.segmentation, volume).array, direct.labels.array)
+    assert np.array_equal(segmentation_to_image(out.segmentation, volume).array, direct.labels.array)
     assert [r["label"] for r in out.rows] == [r["label"] for r in run["out"].rows]
     assert len(stepper.steps) == len(direct.steps)
     assert scene.GetNumberOfNodes() > before
 
 
+@pytest.mark.slow
 def test_cancelled_stepping_leaves_the_scene_as_it_was(models, case):
-    scene = mb.new_scene()
-    volume = mb.image_to_volume(scene, case[0], "MR")
+    scene = new_scene()
+    volume = image_to_volume(scene, case[0], "MR")
     logic = IISLogic(scene)
     before = scene.GetNumberOfNodes()
     stepper = logic.stepper(volume, models["main"], device="cpu", threads=THREADS)
@@ -351,12 +429,12 @@ def _refused(scene, call, match):
 
 def test_bad_input_is_refused_with_a_clear_message(models, case, tmp_path):
     image, reference = case
-    scene = mb.new_scene()
+    scene = new_scene()
     logic = IISLogic(scene)
-    volume = mb.image_to_volume(scene, image, "MR")
-    labels = mb.image_to_volume(scene, reference, "vertebrae", labelmap=True)
-    flat = mb.image_to_volume(scene, Image(image.array[100:101].copy(), image.spacing, image.origin, image.direction),
-                              "one slice")
+    volume = image_to_volume(scene, image, "MR")
+    labels = image_to_volume(scene, reference, "vertebrae", labelmap=True)
+    flat = image_to_volume(scene, Image(image.array[100:101].copy(), image.spacing, image.origin, image.direction),
+                           "one slice")
     for call in (logic.start, logic.stepper):
         assert isinstance(_refused(scene, lambda: call(None, models["main"]), "no input volume selected"), InputError)
         _refused(scene, lambda: call(labels, models["main"]), "'vertebrae' is a label map")
@@ -369,3 +447,118 @@ def test_bad_input_is_refused_with_a_clear_message(models, case, tmp_path):
     # a result that does not lie on the input's grid is refused before any node is made
     shifted = Image(np.zeros((10, 10, 10), np.uint8), (1.0, 1.0, 1.0))
     _refused(scene, lambda: logic.import_result(volume, image, shifted, [], "mr"), "does not lie on the input's grid")
+
+
+# -- the pieces, without a child process or a network (fast) ---------------------------------------------------
+@pytest.fixture(scope="module")
+def lumbar(case):
+    """The MR case cropped to its five vertebral bodies and a margin (a tenth of the voxels)."""
+    image, reference = case
+    nonzero = np.nonzero(reference.array)
+    lo = [max(int(a.min()) - 6, 0) for a in nonzero]
+    hi = [int(a.max()) + 7 for a in nonzero]
+    window = tuple(slice(a, b) for a, b in zip(lo, hi))
+    origin = tuple(image.index_to_lps(lo[::-1]))
+    return tuple(Image(x.array[window].copy(), x.spacing, origin, x.direction) for x in (image, reference))
+
+
+def fake_records(reference: Image, incomplete=(24,)) -> list[dict]:
+    """IIS table rows for the vertebrae of ``reference`` as ``spineseg iis --table`` writes them (text)."""
+    ids = sorted(int(v) for v in np.unique(reference.array) if v)
+    return [{"id": str(v), "complete": str(v not in incomplete), "completeness": "0.2" if v in incomplete else "0.97",
+             "regressed_label": f"{v - 19 + 0.1:.2f}", "traversal_index": str(i)} for i, v in enumerate(ids)]
+
+
+def test_import_result_gives_coded_segments_and_the_vertebra_table(lumbar):
+    image, reference = lumbar
+    scene = new_scene()
+    volume = image_to_volume(scene, image, "MR")
+    records = fake_records(reference)
+    out = iis_results.import_result(scene, volume, image, reference, records, "mr")
+    assert sorted(segment_labels(out.segmentation).values()) == [20, 21, 22, 23, 24]
+    segmentation = out.segmentation.GetSegmentation()
+    l5 = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("L5"))
+    assert segment_tag(l5, TAG_COMPLETENESS) == "incomplete" and segment_tag(l5, STATUS_TAG) == "flagged"
+    assert float(segment_tag(l5, "SpineSeg.RegressedLabel")) == pytest.approx(5.1)
+    rows = table_rows(out.table)
+    assert [r["label"] for r in rows] == [r["label"] for r in out.rows] == [20, 21, 22, 23, 24]
+    assert out.rows == iis_results.vertebra_rows(reference, image, records, "mr")
+    by_label = {r["label"]: r for r in out.rows}
+    assert by_label[24]["complete"] is False and by_label[20]["complete"] is True
+    assert by_label[22]["traversal_index"] == 2 and by_label[21]["regressed_label"] == pytest.approx(2.1)
+    heights = {m.label: m for m in measure_vertebrae(reference, image)}
+    assert by_label[22]["middle_height_mm"] == pytest.approx(heights[22].middle_height_mm, abs=0.01)
+    assert "mean_intensity" in rows[0] and "mean_hu" not in rows[0]
+    # a record the label map does not hold is left out; a broken one adds nothing to the scene
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(KeyError):
+        iis_results.import_result(scene, volume, image, reference, [{"id": "20"}], "mr")
+    assert scene.GetNumberOfNodes() == before
+
+
+def test_evaluate_is_instance_metrics_of_the_segmentation(lumbar):
+    image, reference = lumbar
+    scene = new_scene()
+    volume = image_to_volume(scene, image, "MR")
+    predicted = reference.with_array(np.where(reference.array == 24, 0, reference.array))     # L5 missed
+    out = iis_results.import_result(scene, volume, image, predicted, fake_records(predicted, incomplete=(23,)), "mr")
+    reference_node = image_to_volume(scene, reference, "reference", labelmap=True)
+    table, result = iis_results.evaluate(scene, out.segmentation, reference_node, volume)
+    expected = evaluate_instance_images(predicted, reference, pred_completeness={20: True, 21: True, 22: True,
+                                                                                 23: False})
+    assert result.summary() == pytest.approx(expected.summary(), nan_ok=True)
+    assert result.summary()["missed"] == 1 and result.summary()["detected"] == 4
+    assert [r["ref_id"] for r in table_rows(table)] == [r["ref_id"] for r in expected.to_rows()]
+    assert table.GetAttribute("SpineSeg.missed") == "1"
+    with pytest.raises(InputError, match="no segmentation to evaluate"):
+        iis_results.evaluate(scene, None, reference_node, volume)
+
+
+def test_patch_display_shows_the_traversal_and_removes_every_temporary_node(lumbar):
+    image, _ = lumbar
+    scene = new_scene()
+    volume = image_to_volume(scene, image, "MR")
+    before = scene.GetNumberOfNodes()
+    display = PatchDisplay(scene, volume)
+    axes = np.eye(3)[[1, 0, 2]]                       # one axis per row, as PatchBox keeps them
+    display.show_record({"box": {"centre_lps": [1.0, 2.0, 3.0], "size_mm": [64.0, 48.0, 32.0], "axes_lps": axes}})
+    centre, size, got_axes = box_lps(display.box)
+    assert np.allclose(centre, [1, 2, 3]) and np.allclose(size, [64, 48, 32])
+    assert np.allclose(np.abs(got_axes), np.abs(axes.T))
+    display.show_box([5.0, 2.0, 3.0], [64.0, 48.0, 32.0], axes)      # moved, not added again
+    assert np.allclose(box_lps(display.box)[0], [5, 2, 3])
+    fragment = image.with_array((image.array > np.percentile(image.array, 99)).astype(np.uint8))
+    display.show_fragment(fragment, "fragment (pass 3)")
+    shown = segmentation_to_image(display.fragment)
+    assert int((shown.array > 0).sum()) == int(fragment.array.sum())
+    grid = Image(np.zeros((1, 1, 1), np.uint8), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
+    memory = np.zeros((8, 9, 10), np.uint8)
+    memory[2:4, 3:5, 4:7] = 1
+    display.show_memory(memory, grid)
+    assert int(volume_to_image(display.memory).array.sum()) == 12
+    display.show_found([{"traversal_index": 1, "nearest_name": "L1", "complete": True}])
+    assert table_rows(display.found)[0]["nearest_name"] == "L1"
+    assert len(display.nodes()) == 5 and all(n.GetAttribute("SpineSeg.Temporary") for n in display.nodes())
+    display.remove()
+    assert scene.GetNumberOfNodes() == before and display.nodes() == []
+
+
+def test_child_command_options_and_steps_folder(tmp_path):
+    assert iis_logic._iis_options(None, False, None, None, True) == []
+    assert iis_logic._iis_options(tmp_path, True, (1, -2.5, 3.25), 4, False) == [
+        "--steps-dir", tmp_path, "--keep-incomplete", "--start", "1.000,-2.500,3.250", "--threads", 4,
+        "--no-modality-check"]
+    # the steps folder hands out a step file once the next one exists (or at the end), each once
+    steps = background.StepsFolder(tmp_path / "steps")
+    assert steps.new_steps() == []
+    (tmp_path / "steps").mkdir()
+    for i in (1, 2):
+        (tmp_path / "steps" / f"step_{i:04d}.json").write_text(f'{{"index": {i}, "fragment_file": "f{i}.nii.gz"}}')
+    first = steps.new_steps()
+    assert [r["index"] for r in first] == [1] and first[0]["fragment_path"] == str(tmp_path / "steps" / "f1.nii.gz")
+    assert steps.new_steps() == [] and [r["index"] for r in steps.new_steps(final=True)] == [2]
+    # the per-vertebra table the child writes, tab- or comma-separated
+    (tmp_path / "t.tsv").write_text("id\tname\n20\tL1\n")
+    (tmp_path / "t.csv").write_text("id,name\n21,L2\n")
+    assert iis_results.read_iis_table(tmp_path / "t.tsv") == [{"id": "20", "name": "L1"}]
+    assert iis_results.read_iis_table(tmp_path / "t.csv") == [{"id": "21", "name": "L2"}]

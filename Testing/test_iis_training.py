@@ -1,8 +1,10 @@
 """IIS training on real MR (MyoSegmenTUM spine): a tiny model learns, a resumed run is the same run,
-and the recipe / CLI report problems in one line."""
+recipes name their datasets by kind (data root from --data or SPINESEG_DATA), the split is
+train / validation / test, and the recipe / CLI report problems in one line."""
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -11,12 +13,16 @@ import pytest
 import torch
 
 from conftest import REPO, data_path
-from SpineSegLib.errors import InputError, OutputExistsError
-from SpineSegLib.iis.checkpoint import load_model, read_checkpoint
-from SpineSegLib.iis.train_config import load_train_config, parse_train_config, to_toml
-from SpineSegLib.iis.training import ExampleStream, _batches, gather_cases, prepare_cases, split_cases, train
+from SpineSegLib.core.errors import InputError, OutputExistsError
+from SpineSegLib.iis.model.checkpoint import load_model, read_checkpoint, save_checkpoint
+from SpineSegLib.iis.model.network import IISNet
+from SpineSegLib.iis.train.cases import gather_cases, prepare_cases, split_cases
+from SpineSegLib.iis.train.examples import ExampleStream, batches
+from SpineSegLib.iis.train.loop import train
+from SpineSegLib.iis.train.recipe import load_train_config, parse_train_config, set_source_roots, to_toml
+from SpineSegLib.iis.train.run_folder import check_run_folder, final_model, keep_snapshot, new_train_state
 
-RECIPE = REPO / "Resources" / "Training" / "mr-vertebral-bodies-small.toml"
+RECIPE = REPO / "SpineSeg" / "SpineSegLib" / "resources" / "recipes" / "mr-vertebral-bodies-small.toml"
 
 
 def tiny_recipe(out_dir, **training):
@@ -47,6 +53,7 @@ def tiny_run(tmp_path_factory):
     return out, summary
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_on_real_mr(tiny_run):
     out, summary = tiny_run
     log = rows(out / "train_log.csv")
@@ -58,11 +65,12 @@ def test_tiny_model_learns_on_real_mr(tiny_run):
     assert np.mean([r["train_dice"] for r in log[-3:]]) > 0.6
     val = rows(out / "validation_log.csv")
     assert [r["iteration"] for r in val] == [150, 300]
-    assert summary["final_validation"]["dice"] > 0.6        # held-out case myosegmentum/04
+    assert summary["final_validation"]["dice"] > 0.6        # validation case myosegmentum/04
     assert summary["finished"] and summary["train_cases"] == ["myosegmentum/01", "myosegmentum/02", "myosegmentum/03"]
     assert (out / "curves.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_run_folder_holds_self_describing_weights(tiny_run):
     out, summary = tiny_run
     net, config, meta = load_model(out / "model.pt", expected_modality="mr")
@@ -82,14 +90,15 @@ def test_run_folder_holds_self_describing_weights(tiny_run):
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
-    recipe = dict(iterations=12, checkpoint_every=6, validate_every=6, validation_patches=4, log_every=3,
+    recipe = dict(iterations=8, checkpoint_every=4, validate_every=4, validation_patches=2, log_every=2,
                   final="last", threads=1)
     a = parse_train_config(tiny_recipe(tmp_path / "a", **recipe), tmp_path)
     b = parse_train_config(tiny_recipe(tmp_path / "b", **recipe), tmp_path)
+    a.data.cache = b.data.cache = tmp_path / "cache"
     quiet = dict(show_progress=False, log=lambda *x: None)
     train(a, **quiet)
-    stopped = train(b, until=6, **quiet)
-    assert stopped["iteration"] == 6 and not stopped["finished"] and not (tmp_path / "b" / "model.pt").exists()
+    stopped = train(b, until=4, **quiet)
+    assert stopped["iteration"] == 4 and not stopped["finished"] and not (tmp_path / "b" / "model.pt").exists()
     with pytest.raises(InputError, match="nothing to resume"):
         train(parse_train_config(tiny_recipe(tmp_path / "c", **recipe), tmp_path), resume=True, **quiet)
     train(b, resume=True, **quiet)
@@ -108,8 +117,8 @@ def test_patches_depend_on_the_seed_only(tmp_path):
     cfg = parse_train_config(tiny_recipe(tmp_path / "s"), tmp_path)
     split = split_cases(gather_cases(cfg), cfg)
     stream = ExampleStream(prepare_cases(split["train"][:1], cfg.model, None, log=lambda *a: None), cfg)
-    one = dict(_batches(stream, 7, 0, 4, 1, workers=0))
-    two = dict(_batches(stream, 7, 0, 4, 1, workers=2))       # two loader processes, same batches
+    one = dict(batches(stream, 7, 0, 4, 1, workers=0))
+    two = dict(batches(stream, 7, 0, 4, 1, workers=2))       # two loader processes, same batches
     assert sorted(one) == sorted(two) == [1, 2, 3, 4]
     for it in one:
         for key in one[it]:
@@ -122,9 +131,10 @@ def test_recipe_and_config_errors(tmp_path):
     cfg = load_train_config(RECIPE)
     assert cfg.model.modality == "mr" and cfg.model.width == 16 and cfg.model.patch_size == (48, 48, 48)
     assert cfg.training.betas == (0.99, 0.999) and cfg.training.lr == 1e-3
-    assert cfg.data.sources[0].root.resolve() == data_path("mr", "vertebral-bodies-myosegmentum").resolve()
+    assert cfg.data.sources[0].path == "mr/vertebral-bodies-myosegmentum" and cfg.data.sources[0].root is None
+    assert cfg.data.sources[0].folder().resolve() == data_path("mr", "vertebral-bodies-myosegmentum").resolve()
     split = split_cases(gather_cases(cfg), cfg)
-    assert (len(split["train"]), len(split["validation"]), len(split["held_out"])) == (35, 6, 9)
+    assert (len(split["train"]), len(split["validation"]), len(split["test"])) == (35, 6, 9)
     # the written form reads back
     (tmp_path / "again.toml").write_text(to_toml(cfg))
     assert load_train_config(tmp_path / "again.toml").model == cfg.model
@@ -143,20 +153,99 @@ def test_recipe_and_config_errors(tmp_path):
         gather_cases(parse_train_config(bad, tmp_path))
 
 
+def test_recipes_name_datasets_by_kind(tmp_path, monkeypatch):
+    """Bundled recipes load by name; a source's ``path`` lies in $SPINESEG_DATA, ``--data KIND=PATH``
+    overrides it, an absolute ``root`` is used as it is; cache and output are relative to the cwd."""
+    monkeypatch.chdir(tmp_path)
+    cfg = load_train_config("mr-vertebral-bodies")
+    assert cfg.source_file.parent.name == "recipes" and [s.kind for s in cfg.data.sources] == ["myosegmentum", "zukic"]
+    assert cfg.data.cache == tmp_path / "runs" / "cache" and cfg.output_dir == tmp_path / "runs" / "mr-vertebral-bodies"
+    assert cfg.data.sources[1].folder() == data_path("mr", "vertebral-bodies-zukic")
+    set_source_roots(cfg, [f"zukic={tmp_path}"])
+    assert cfg.data.sources[1].folder() == tmp_path and cfg.data.sources[0].root is None
+    monkeypatch.setenv("SPINESEG_DATA", str(tmp_path / "elsewhere"))
+    assert cfg.data.sources[0].folder() == tmp_path / "elsewhere" / "mr" / "vertebral-bodies-myosegmentum"
+    monkeypatch.delenv("SPINESEG_DATA")
+    with pytest.raises(InputError, match="pass --data myosegmentum=PATH, or set SPINESEG_DATA"):
+        cfg.data.sources[0].folder()
+    # the run folder's config.toml keeps the path and the folder the run used
+    text = to_toml(cfg)
+    assert 'path = "mr/vertebral-bodies-zukic"' in text and f'root = "{tmp_path}"' in text
+    with pytest.raises(InputError, match="training config not found: no-such-recipe .*mr-vertebral-bodies-small"):
+        load_train_config("no-such-recipe")
+    bad = tiny_recipe(tmp_path / "x")
+    del bad["data"]["sources"][0]["root"]
+    with pytest.raises(InputError, match="needs kind and path"):
+        parse_train_config(bad, tmp_path)
+
+
+def test_split_is_train_validation_test_and_held_out_is_read_as_test(tmp_path):
+    recipe = tiny_recipe(tmp_path / "x")
+    recipe["data"]["test"] = ["myosegmentum/5*"]
+    cfg = parse_train_config(recipe, tmp_path)
+    split = split_cases(gather_cases(cfg), cfg)
+    assert tuple(split) == ("train", "validation", "test")
+    assert [c.case_id for c in split["test"]] == ["myosegmentum/50", "myosegmentum/51", "myosegmentum/52"]
+    assert [c.case_id for c in split["validation"]] == ["myosegmentum/04"] and len(split["train"]) == 3
+    # an older run folder's config.toml says held_out
+    old = tiny_recipe(tmp_path / "x")
+    old["data"]["held_out"] = recipe["data"]["test"]
+    assert parse_train_config(old, tmp_path).data.test == ["myosegmentum/5*"]
+    old["data"]["test"] = ["myosegmentum/49"]
+    with pytest.raises(InputError, match="both test and held_out"):
+        parse_train_config(old, tmp_path)
+    # without validation patterns a seeded fraction of the cases not named in `train` validates
+    recipe["data"].update(train=[], validation=[], validation_fraction=0.1, max_train_cases=5)
+    split = split_cases(gather_cases(parse_train_config(recipe, tmp_path)), parse_train_config(recipe, tmp_path))
+    assert len(split["validation"]) == 5 and len(split["train"]) == 5
+    assert not {c.case_id for c in split["validation"]} & {c.case_id for c in split["train"] + split["test"]}
+    recipe["data"]["test"] = ["myosegmentum/*"]
+    with pytest.raises(InputError, match="no training cases left after the validation / test split"):
+        split_cases(gather_cases(parse_train_config(recipe, tmp_path)), parse_train_config(recipe, tmp_path))
+
+
+def test_run_folder_keeps_the_last_snapshots_and_averages_late_ones(tmp_path):
+    cfg = parse_train_config(tiny_recipe(tmp_path / "run", iterations=10, average_last=2), tmp_path)
+    folder = tmp_path / "run" / "snapshots"
+    torch.manual_seed(0)
+    nets, state = [IISNet(cfg.model) for _ in range(3)], new_train_state()
+    for it, net in zip((4, 8, 10), nets):
+        save_checkpoint(folder / f"iter_{it:07d}.pt", net)
+        keep_snapshot(state, folder, f"iter_{it:07d}.pt", cfg.training.average_last)
+    assert state["snapshots"] == sorted(p.name for p in folder.iterdir()) == ["iter_0000008.pt", "iter_0000010.pt"]
+    final, how = final_model(cfg, nets[2], state, tmp_path / "run", torch.device("cpu"), False)
+    assert how == "average of 2 snapshots (iter_0000008, iter_0000010)"
+    one, two = nets[1].state_dict(), nets[2].state_dict()
+    for k, v in final.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, (one[k].double() + two[k].double()).div(2).float())
+    cfg.training.iterations = 11        # only iteration 10 lies in the last 20 %: the last weights stay
+    assert final_model(cfg, nets[2], state, tmp_path / "run", torch.device("cpu"), False) == (nets[2], "last")
+    with pytest.raises(InputError, match="nothing to resume"):
+        check_run_folder(cfg, resume=True)
+    (tmp_path / "run" / "model.pt").touch()
+    with pytest.raises(OutputExistsError, match="holds a training run"):
+        check_run_folder(cfg, resume=False)
+    cfg.training.final, cfg.data.validation, cfg.data.validation_fraction = "best", [], 0.0
+    cfg.output_dir = tmp_path / "new-run"
+    with pytest.raises(InputError, match="final = 'best' needs validation cases"):
+        check_run_folder(cfg, resume=False)
+
+
 def spineseg(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "SpineSegLib", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=300)
 
 
 def test_cli_train_check_and_one_line_errors(tmp_path):
-    r = spineseg("train", RECIPE, "--check")
+    r = spineseg("train", "mr-vertebral-bodies-small", "--check")        # a bundled recipe, by name
     assert r.returncode == 0, r.stderr
-    assert "train: 35 case(s)" in r.stdout and "held_out: 9 case(s)" in r.stdout
+    assert "train: 35 case(s)" in r.stdout and "test: 9 case(s)" in r.stdout
 
     r = spineseg("train", tmp_path / "missing.toml")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "training config not found" in r.stderr
 
-    recipe = RECIPE.read_text().replace("../../../shared/data/mr/vertebral-bodies-myosegmentum", str(tmp_path / "nowhere"))
+    recipe = RECIPE.read_text().replace('path = "mr/vertebral-bodies-myosegmentum"', f'root = "{tmp_path / "nowhere"}"')
     (tmp_path / "r.toml").write_text(recipe)
     r = spineseg("train", tmp_path / "r.toml", "--output", tmp_path / "run")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
@@ -165,7 +254,7 @@ def test_cli_train_check_and_one_line_errors(tmp_path):
     # --data points the recipe's source at the real folder
     r = spineseg("train", tmp_path / "r.toml", "--data", f"myosegmentum={data_path('mr', 'vertebral-bodies-myosegmentum')}",
                  "--check")
-    assert r.returncode == 0 and "held_out: 9 case(s)" in r.stdout, r.stderr
+    assert r.returncode == 0 and "test: 9 case(s)" in r.stdout, r.stderr
     r = spineseg("train", tmp_path / "r.toml", "--data", "verse=/data/VerSe", "--check")
     assert r.returncode == 2 and "has no [[data.sources]] of kind 'verse' (it has: myosegmentum)" in r.stderr
 
@@ -174,9 +263,10 @@ def test_cli_train_check_and_one_line_errors(tmp_path):
     assert r.returncode == 2 and "[data] has no [[data.sources]]" in r.stderr
 
 
+@pytest.mark.slow
 def test_small_recipe_model_traverses_a_held_back_case(tmp_path):
     """The CI-sized version of the small MR recipe: a short schedule on its 35 training cases, then a
-    full traversal of a case it never saw (myosegmentum/44, held out by the recipe)."""
+    full traversal of a case it never saw (myosegmentum/44, a test case of the recipe)."""
     cfg = load_train_config(RECIPE)
     cfg.output_dir = tmp_path / "run"
     cfg.data.cache = tmp_path / "cache"
@@ -184,11 +274,11 @@ def test_small_recipe_model_traverses_a_held_back_case(tmp_path):
     t.iterations, t.checkpoint_every, t.validate_every, t.validation_patches = SMALL_ITERATIONS, 250, SMALL_ITERATIONS, 16
     train(cfg, show_progress=False, log=lambda *a: None)
     split = split_cases(gather_cases(cfg), cfg)
-    assert "myosegmentum/44" in [c.case_id for c in split["held_out"]]
+    assert "myosegmentum/44" in [c.case_id for c in split["test"]]
 
-    from SpineSegLib.image import read_image
-    from SpineSegLib.iis.inference import segment_vertebrae
-    from SpineSegLib.instance_metrics import evaluate_instance_images
+    from SpineSegLib.core.image import read_image
+    from SpineSegLib.iis.infer.run import segment_vertebrae
+    from SpineSegLib.evaluation.instance_metrics import evaluate_instance_images
 
     folder = data_path("mr", "vertebral-bodies-myosegmentum")
     ref = read_image(folder / "44_vb.nii.gz")

@@ -4,7 +4,8 @@ The traversal runs on the reference label map itself (as its image, on the model
 image patch the oracle gets is the label patch; the oracle returns the next not-yet-memorised
 vertebra in traversal direction, its VerSe id and whether it is complete (<= 2 % outside the
 patch, not cut by the scan's edge). What is tested is the traversal: search, following,
-convergence, averaging, sliding, stop conditions, memory, output assembly.
+convergence, averaging, sliding, stop conditions, memory, output assembly -- and its pieces (patch
+boxes, search order, options). The larger VerSe label maps run in the slow tier.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ import numpy as np
 import pytest
 
 from conftest import data_path
-from SpineSegLib.errors import InputError
-from SpineSegLib.image import Image, read_image
-from SpineSegLib.iis.config import IISConfig
-from SpineSegLib.iis.inference import assemble_output
-from SpineSegLib.iis.oracle import LabelMapOracle
-from SpineSegLib.iis.preprocess import ModelGrid, to_model_grid
-from SpineSegLib.iis.traversal import PHASES, IISTraversal, TraversalOptions, axis_positions, run_traversal
-from SpineSegLib.orientation import to_canonical
+from SpineSegLib.core.errors import InputError
+from SpineSegLib.core.image import Image, read_image
+from SpineSegLib.core.orientation import to_canonical
+from SpineSegLib.iis.infer.assembly import assemble_output
+from SpineSegLib.iis.infer.oracle import LabelMapOracle
+from SpineSegLib.iis.infer.patches import axis_positions, extract_patch, make_box
+from SpineSegLib.iis.infer.preprocess import ModelGrid, to_model_grid
+from SpineSegLib.iis.infer.search_order import SearchOrder
+from SpineSegLib.iis.infer.traversal import IISTraversal, run_traversal
+from SpineSegLib.iis.infer.traversal_options import TraversalOptions
+from SpineSegLib.iis.infer.traversal_records import PHASES
+from SpineSegLib.iis.model.config import IISConfig
 
 MYO = ("mr", "vertebral-bodies-myosegmentum")
 
@@ -59,6 +64,13 @@ def myo():
     return vb, config, grid, labels
 
 
+@pytest.fixture(scope="module")
+def myo_up(myo):
+    """The plain upward traversal of ``myo``: ``(result, steps)``."""
+    vb, config, grid, labels = myo
+    return traverse(grid, labels, config)
+
+
 @pytest.mark.parametrize("direction", ["up", "down"])
 def test_every_vertebra_found_in_order(myo, direction):
     vb, config, grid, labels = myo
@@ -95,9 +107,9 @@ def test_every_vertebra_found_in_order(myo, direction):
     assert progress == sorted(progress) and progress[-1] == 1.0
 
 
-def test_plain_call_equals_stepping(myo):
+def test_plain_call_equals_stepping(myo, myo_up):
     vb, config, grid, labels = myo
-    stepped, _ = traverse(grid, labels, config)
+    stepped, _ = myo_up
     plain = run_traversal(grid.image, LabelMapOracle(labels, "up"), TraversalOptions(), patch_size=config.patch_size)
     assert plain.steps == stepped.steps
     assert [i.label for i in plain.instances] == [i.label for i in stepped.instances]
@@ -161,9 +173,9 @@ class DroppingOracle:
         return prob, label, complete
 
 
-def test_a_vanishing_fragment_sends_the_traversal_back_to_searching(myo):
+def test_a_vanishing_fragment_sends_the_traversal_back_to_searching(myo, myo_up):
     vb, config, grid, labels = myo
-    plain, plain_steps = traverse(grid, labels, config)
+    plain, plain_steps = myo_up
     assert [s.event for s in plain_steps[:5]] == ["search-hit", "converged", "next-hit", "move", "converged"]
     # pass 2 (following the first hit) and pass 7 (following the second vertebra's next-hit) see nothing
     oracle = DroppingOracle(LabelMapOracle(labels, "up"), drop=[2, 7])
@@ -176,6 +188,7 @@ def test_a_vanishing_fragment_sends_the_traversal_back_to_searching(myo):
     assert result.steps < plain.steps + 15                          # no endless re-following
 
 
+@pytest.mark.slow
 def test_incomplete_vertebra_at_the_field_of_view_edge(data_dir):
     """VerSe sub-verse010 (L1-L5) cropped through L1 (top third gone): L1 goes to the memory only, or flagged with the option."""
     ref = to_canonical(read_image(data_path("masks", "verse", "sub-verse010_seg-vert_msk.nii.gz"))).image
@@ -202,6 +215,43 @@ def test_incomplete_vertebra_at_the_field_of_view_edge(data_dir):
     assert dice(assembled.instance_map == kept.instances[-1].index, cropped.array == 20) > 0.99
 
 
+def test_incomplete_vertebra_at_the_edge_of_a_crop(myo):
+    """MyoSegmenTUM 01 cut through L1 (its top third gone): L1 goes to the memory only, or flagged with the option."""
+    vb, config, grid, labels = myo
+    ref = to_canonical(vb).image
+    z_l1 = np.nonzero((ref.array == 20).any(axis=(1, 2)))[0]
+    top = int(z_l1.min() + 0.7 * (z_l1.max() - z_l1.min()))   # L2 is untouched
+    cropped = Image(ref.array[:top], ref.spacing, ref.origin, ref.direction)
+    grid, labels = label_grid(cropped, config)
+
+    result, _ = traverse(grid, labels, config)
+    assert [int(i.label) for i in result.instances] == [24, 23, 22, 21, 20]
+    assert [i.complete for i in result.instances] == [True, True, True, True, False]
+    assert [i.in_output for i in result.instances] == [True, True, True, True, False]
+    l1 = result.instances[-1]
+    assert (result.memory == l1.index).sum() > 1000          # in the memory ...
+    assembled = assemble_output(grid, result)
+    assert not (assembled.instance_map == l1.index).any()   # ... not in the output
+
+    kept, _ = traverse(grid, labels, config, keep_incomplete=True)
+    assert [i.in_output for i in kept.instances] == [True] * 5 and not kept.instances[-1].complete
+    assembled = assemble_output(grid, kept)
+    assert dice(assembled.instance_map == kept.instances[-1].index, cropped.array == 20) > 0.99
+
+
+def test_start_point_on_the_first_vertebra(myo, myo_up):
+    """A start point on L5 (MyoSegmenTUM 01): the first pass is there, and the same vertebrae follow."""
+    vb, config, grid, labels = myo
+    plain, _ = myo_up
+    start = grid.image.index_to_lps(plain.instances[0].centroid_voxel()[::-1])
+    started, steps = traverse(grid, labels, config, start_lps=tuple(start))
+    assert steps[0].found_by == "start" and steps[0].event in ("start-hit", "converged")
+    assert not any(s.event.startswith("search") for s in steps[:3])
+    assert [i.label for i in started.instances] == [i.label for i in plain.instances]
+    with pytest.raises(InputError, match="outside the image"):
+        traverse(grid, labels, config, start_lps=(5000.0, 0.0, 0.0))
+
+
 @pytest.fixture(scope="module")
 def verse004():
     """VerSe sub-verse004: T9-L5 (ids 16-24), 1 x 1 x 2 mm, on a 1 mm model grid."""
@@ -211,6 +261,7 @@ def verse004():
     return ref, config, grid, labels
 
 
+@pytest.mark.slow
 def test_thoracolumbar_ct_labels_all_found_and_mapped_back(verse004):
     ref, config, grid, labels = verse004
     result, _ = traverse(grid, labels, config)
@@ -222,15 +273,16 @@ def test_thoracolumbar_ct_labels_all_found_and_mapped_back(verse004):
     assert min(scores) > 0.97, scores
 
 
-def test_instance_cap_stops_the_traversal(verse004):
-    ref, config, grid, labels = verse004
+def test_instance_cap_stops_the_traversal(myo):
+    vb, config, grid, labels = myo
     assert TraversalOptions().max_instances == 25
-    result, steps = traverse(grid, labels, config, max_instances=4)
-    assert [int(i.label) for i in result.instances] == [24, 23, 22, 21]
+    result, steps = traverse(grid, labels, config, max_instances=3)
+    assert [int(i.label) for i in result.instances] == [24, 23, 22]
     assert "maximum" in result.stop_reason
     assert steps[-1].phase == "done" and steps[-2].accepted is not None
 
 
+@pytest.mark.slow
 def test_start_point_skips_the_search():
     """Zukic MR case 04: 7 vertebral bodies in a 381 mm field of view whose lower part holds no
     vertebra, so an upward search needs many patches; a start point on the lowest body needs none."""
@@ -293,3 +345,67 @@ def test_axis_positions_cover_the_axis():
         for c in pos:
             covered[max(c - 64, 0):c + 64] = True
         assert covered.all() and pos[0] - 64 == 0 and pos[-1] + 64 == n
+
+
+# -- the pieces: patch boxes, search order, options ------------------------------------------------
+def test_patch_box_and_padding(myo):
+    """A patch at the corner of the MyoSegmenTUM model grid: geometry in LPS, padding outside the volume."""
+    vb, config, grid, labels = myo
+    image = grid.image
+    box = make_box(image, (0, 10, 20), config.patch_size)
+    assert box.start_voxel == (-32, -22, -12) and box.size_voxels == config.patch_size
+    patch = extract_patch(image.array, box, -7.0)
+    grid_sl, patch_sl = box.clipped(image.shape)
+    assert np.array_equal(patch[patch_sl], image.array[grid_sl])
+    outside = np.ones(patch.shape, bool)
+    outside[patch_sl] = False
+    assert outside.any() and (patch[outside] == -7.0).all()
+    # the patch's own grid: its first voxel and its axes are those of the model grid
+    as_image = box.image(patch)
+    np.testing.assert_allclose(as_image.index_to_lps([0, 0, 0]), image.index_to_lps(box.start_voxel[::-1]), atol=1e-6)
+    np.testing.assert_allclose(as_image.index_to_lps([5, 6, 7]), image.index_to_lps(np.add(box.start_voxel[::-1], [5, 6, 7])),
+                               atol=1e-6)
+    assert box.to_dict()["size_voxels_zyx"] == list(config.patch_size)
+
+
+def test_search_order(myo):
+    """Initial search: bottom level first (up), middle columns first, every voxel under some patch; sliding
+    after a vertebra: only levels beyond it, in its 3 x 3 column neighbourhood."""
+    vb, config, grid, labels = myo
+    shape, p = grid.image.shape, config.patch_size
+    step = tuple(n // 2 for n in p)
+    up = SearchOrder(shape, grid.image.spacing, p, step, "up")
+    positions = list(up.initial())
+    covered = np.zeros(shape, bool)
+    for z, y, x in positions:
+        covered[max(z - p[0] // 2, 0):z + p[0] // 2, max(y - p[1] // 2, 0):y + p[1] // 2,
+                max(x - p[2] // 2, 0):x + p[2] // 2] = True
+    assert covered.all() and len(set(positions)) == len(positions)
+    zs = [z for z, _, _ in positions]
+    assert zs == sorted(zs) and zs[0] == p[0] // 2
+    centre = np.array(shape[1:]) / 2.0
+    first_level = [np.hypot(*(np.array(c[1:]) - centre)) for c in positions if c[0] == zs[0]]
+    assert first_level == sorted(first_level)
+    down = SearchOrder(shape, grid.image.spacing, p, step, "down")
+    assert [z for z, _, _ in down.initial()] == sorted(zs, reverse=True)
+
+    after = list(up.after((100, 100, 40)))
+    assert all(z > 100 for z, _, _ in after) and after[0][1:] == (100, 40)
+    assert len({c[1:] for c in after}) <= 9
+    assert all(z < 100 for z, _, _ in down.after((100, 100, 40)))
+    started = SearchOrder(shape, grid.image.spacing, p, step, "up", start=(120, 100, 40))
+    assert min(z for z, _, _ in started.initial()) >= 120 - step[0] // 2
+
+
+def test_options_from_a_config():
+    spider = TraversalOptions.from_config(IISConfig.default_mr(variant="spider"))
+    assert spider.start_min_label is None and spider.accept_min_label is None and spider.direction == "up"
+    ct = TraversalOptions.from_config(IISConfig(), max_moves=None, start_min_label=None, keep_incomplete=True)
+    assert ct.max_moves == 10                                # None: not given
+    assert ct.start_min_label is None                        # None: off
+    assert ct.accept_min_label == 0.75 and ct.keep_incomplete
+    assert ct.follow_mm3 == ct.component_mm3 == IISConfig().min_fragment_mm3 / 2
+    with pytest.raises(InputError, match="unknown traversal option"):
+        TraversalOptions.from_config(IISConfig(), max_move=3)
+    with pytest.raises(InputError, match="unknown traversal direction"):
+        TraversalOptions(direction="sideways")

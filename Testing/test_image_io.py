@@ -7,9 +7,10 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import data_path
-from SpineSegLib.errors import InputError, OutputExistsError
-from SpineSegLib.image import Image, read_image, resample_to_grid, resample_to_spacing, write_image
-from SpineSegLib.orientation import to_canonical
+from SpineSegLib.core.errors import InputError, OutputExistsError
+from SpineSegLib.core.image import Image, read_image, write_image
+from SpineSegLib.core.resample import resample_to_grid, resample_to_spacing
+from SpineSegLib.core.orientation import to_canonical
 
 CASES = [
     ("ct", "lidc-idri-0001", "image.nii.gz"),          # LAS: flipped y axis

@@ -1,4 +1,4 @@
-"""Per-vertebra evaluation (SpineSegLib.instance_metrics) on real label maps.
+"""Per-vertebra evaluation (SpineSegLib.evaluation.instance_metrics) on real label maps.
 
 Every expected number is derived in the test from voxel counts or geometry, never by calling the
 function under test.
@@ -14,20 +14,13 @@ import numpy as np
 import pytest
 from conftest import data_path
 
-from SpineSegLib.errors import InputError, OutputExistsError
-from SpineSegLib.image import Image, read_image
-from SpineSegLib.instance_metrics import (
-    DETECTION_DICE,
-    evaluate_instance_images,
-    evaluate_instances,
-    kappa_categories,
-    parse_completeness,
-    reference_completeness,
-    summarize,
-    weighted_kappa,
-)
-from SpineSegLib.metrics import binary_metrics
-from SpineSegLib.reports import format_case_table, format_summary, write_csv, write_json
+from SpineSegLib.core.errors import InputError, OutputExistsError
+from SpineSegLib.core.image import Image, read_image
+from SpineSegLib.evaluation.completeness import parse_completeness, reference_completeness
+from SpineSegLib.evaluation.identification import kappa_categories, weighted_kappa
+from SpineSegLib.evaluation.instance_metrics import DETECTION_DICE, evaluate_instance_images, evaluate_instances, summarize
+from SpineSegLib.evaluation.metrics import binary_metrics
+from SpineSegLib.evaluation.reports import format_case_table, format_summary, write_csv, write_json
 
 
 @pytest.fixture(scope="module")

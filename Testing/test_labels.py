@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from conftest import data_path
-from SpineSegLib import labels
-from SpineSegLib.image import read_image
+from SpineSegLib.core import labels
+from SpineSegLib.core.image import read_image
 
 
 def test_ids_and_names_follow_verse():

@@ -1,7 +1,7 @@
 """Vertebral body heights and per-vertebra measurements on real label maps: manual lumbar MR body labels
 (MyoSegmenTUM) and LIDC-IDRI-0001's full CT vertebrae (TotalSegmentator reference).
 
-Figures measured on all 50 MyoSegmenTUM cases (python -c 'see SpineSegLib.measurements'): mean anterior / middle /
+Figures measured on all 50 MyoSegmenTUM cases (python -c 'see SpineSegLib.evaluation.measurements'): mean anterior / middle /
 posterior heights L1 25.8/25.1/25.9 mm ... L5 28.9/25.5/24.3 mm, all between 18.8 and 32.8 mm; L5 anterior >
 posterior in 50/50 cases (its lordotic wedge); the floors below sit a little under these.
 """
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from conftest import data_path
 
-from SpineSegLib.errors import InputError
-from SpineSegLib.image import Image, read_image
-from SpineSegLib.measurements import _frame, measure_vertebrae, spine_axes
+from SpineSegLib.core.errors import InputError
+from SpineSegLib.core.image import Image, read_image
+from SpineSegLib.evaluation.measurements import _frame, measure_vertebrae, spine_axes
 
 MR_CASES = ("01", "02", "03", "04", "05")
 

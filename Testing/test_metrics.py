@@ -1,4 +1,4 @@
-"""Binary metrics (SpineSegLib.metrics) against values derived by hand from real VerSe masks."""
+"""Binary metrics (SpineSegLib.evaluation.metrics) against values derived by hand from real VerSe masks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import data_path
 
-from SpineSegLib.image import Image, read_image
-from SpineSegLib.metrics import binary_metrics, dice, evaluate_binary_images, iou, surface_distances
+from SpineSegLib.core.image import Image, read_image
+from SpineSegLib.evaluation.metrics import binary_metrics, dice, evaluate_binary_images, iou, surface_distances
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_evaluate_binary_images_on_a_flipped_grid(verse004):
 
 
 def test_shape_mismatch_is_an_input_error(verse004):
-    from SpineSegLib.errors import InputError
+    from SpineSegLib.core.errors import InputError
 
     with pytest.raises(InputError, match="differ in shape"):
         binary_metrics(verse004.array[1:] > 0, verse004.array > 0)

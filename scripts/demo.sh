@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/spineseg ]; then
     .venv/bin/python -m pip install --quiet torch==2.13.0   # CPU build here; see README for GPU
     .venv/bin/python -m pip install --quiet -e '.[test]'
 fi
-SAMPLE=Resources/Samples/LIDC-IDRI-0001-2.5mm
+SAMPLE=SpineSeg/SpineSegLib/resources/samples/LIDC-IDRI-0001-2.5mm   # also in the wheel
 mkdir -p demo-output
 .venv/bin/spineseg classical "$SAMPLE/image.nii.gz" -o demo-output/spine.nii.gz \
     --png demo-output/spine.png --reference "$SAMPLE/vertebrae.nii.gz" --force

@@ -16,7 +16,7 @@ from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "SpineSeg"))
-from SpineSegLib.labels import VERTEBRAE  # noqa: E402
+from SpineSegLib.core.labels import VERTEBRAE  # noqa: E402
 
 
 def draw(path: Path, ids, memory_upto: int | None = None, box: bool = False) -> None:

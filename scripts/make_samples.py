@@ -18,7 +18,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "SpineSeg"))
 
-from SpineSegLib.image import Image, read_image, resample_to_grid, resample_to_spacing, write_image  # noqa: E402
+from SpineSegLib.core.image import Image, read_image, write_image  # noqa: E402
+from SpineSegLib.core.resample import resample_to_grid, resample_to_spacing
 
 DATA = REPO.parent / "shared" / "data"
 
@@ -48,7 +49,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--force", action="store_true", help="replace existing sample files")
     args = parser.parse_args()
-    lidc_sample(REPO / "Resources" / "Samples" / "LIDC-IDRI-0001-2.5mm", args.force)
+    lidc_sample(REPO / "SpineSeg" / "SpineSegLib" / "resources" / "samples" / "LIDC-IDRI-0001-2.5mm", args.force)
 
 
 if __name__ == "__main__":

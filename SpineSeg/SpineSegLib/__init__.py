@@ -1,20 +1,25 @@
-"""SpineSegLib: the backend of the SpineSeg 3D Slicer extension.
+"""SpineSegLib: the backend of the SpineSeg 3D Slicer extension -- needs no Slicer and no Qt.
 
-Needs no Slicer and no Qt. Submodules:
+Packages, by lifecycle (lower layers never import higher ones; ARCHITECTURE.md has the map):
 
-- ``image``      -- the :class:`Image` type, reading (NIfTI, NRRD, MHA, DICOM folders) and writing.
-- ``orientation``-- exact, invertible reorientation to the canonical LPS array layout.
-- ``labels``     -- the one vertebra label table (VerSe / CTSpine1K ids, names, colours, SNOMED CT codes).
-- ``metrics``    -- IoU, Dice, HD95 and ASSD in millimetres.
-- ``classical``  -- the model-free pipeline of Revy et al.
-- ``cli``        -- the ``spineseg`` command line.
+- ``core``        -- the image type and its I/O, orientation, resampling, the label table, files written
+  atomically, progress/cancel, splits, the package's bundled resources.
+- ``classical``   -- the model-free spine segmentation of Revy et al., one step per module.
+- ``evaluation``  -- binary and per-vertebra metrics, vertebra measurements, reports, quick-look PNGs.
+- ``iis``         -- iterative instance segmentation (Lessmann et al.): ``model`` (network, weights,
+  catalogue), ``infer`` (traversal, labelling, running a model on a scan), ``train`` (readers,
+  sampling, augmentation, losses, recipes, the training loop).
+- ``annotation``  -- datasets built by correcting predictions: versions, status, fine-tuning, export.
+- ``cli``         -- the ``spineseg`` command line (every entry point).
+- ``slicer``      -- the only code that touches MRML: scene import/export and the modules' logic.
+- ``resources``   -- package data: bundled models with their cards, label tables, training recipes, samples.
 
 Console use::
 
-    from SpineSegLib import image, classical
-    ct = image.read_image("chest.nii.gz")
-    result = classical.segment_spine(ct)
-    image.write_image(result.mask, "spine.nii.gz")
+    from SpineSegLib.core.image import read_image, write_image
+    from SpineSegLib.classical import segment_spine
+    result = segment_spine(read_image("chest.nii.gz"))
+    write_image(result.mask, "spine.nii.gz")
 """
 
 __version__ = "0.1.0"

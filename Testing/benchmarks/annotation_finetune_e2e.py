@@ -39,7 +39,7 @@ def spineseg(*args) -> None:
 
 def main():
     from SpineSegLib.annotation import open_dataset
-    from SpineSegLib.image import read_image, write_image
+    from SpineSegLib.core.image import read_image, write_image
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)

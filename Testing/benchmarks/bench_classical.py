@@ -36,7 +36,7 @@ def main():
     t = time.perf_counter()
     import skimage.measure  # noqa: F401  (RANSAC; imported lazily by the pipeline, timed apart here)
     from SpineSegLib.classical import segment_spine
-    from SpineSegLib.image import read_image
+    from SpineSegLib.core.image import read_image
     import_s = time.perf_counter() - t
 
     t = time.perf_counter()

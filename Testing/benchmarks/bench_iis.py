@@ -66,9 +66,9 @@ def forward_worker(name: str, variant: str, device: str, threads: int, repeats: 
     import numpy as np
     import torch
 
-    from SpineSegLib.iis.config import IISConfig
-    from SpineSegLib.iis.model import IISNet
-    from SpineSegLib.iis.predictor import TorchPredictor
+    from SpineSegLib.iis.model.config import IISConfig
+    from SpineSegLib.iis.model.network import IISNet
+    from SpineSegLib.iis.infer.predictor import TorchPredictor
 
     torch.set_num_threads(threads)
     config = IISConfig(**CONFIGS[name])
@@ -105,12 +105,13 @@ def traversal_counts(name: str, start_lps) -> dict:
     """Oracle traversal of LIDC-0001 on this configuration's grid: steps, bookkeeping time, I/O."""
     import numpy as np
 
-    from SpineSegLib.image import read_image
-    from SpineSegLib.iis.config import IISConfig
-    from SpineSegLib.iis.inference import assemble_output
-    from SpineSegLib.iis.oracle import LabelMapOracle
-    from SpineSegLib.iis.preprocess import ModelGrid, to_model_grid
-    from SpineSegLib.iis.traversal import IISTraversal, TraversalOptions
+    from SpineSegLib.core.image import read_image
+    from SpineSegLib.iis.model.config import IISConfig
+    from SpineSegLib.iis.infer.assembly import assemble_output
+    from SpineSegLib.iis.infer.oracle import LabelMapOracle
+    from SpineSegLib.iis.infer.preprocess import ModelGrid, to_model_grid
+    from SpineSegLib.iis.infer.traversal import IISTraversal
+    from SpineSegLib.iis.infer.traversal_options import TraversalOptions
 
     config = IISConfig(**CONFIGS[name])
     image = read_image(LIDC / "image.nii.gz")
@@ -156,8 +157,8 @@ def classical_start_point():
         from SpineSegLib.classical import segment_spine
     except ImportError:
         return None, "SpineSegLib.classical not available"
-    from SpineSegLib.image import read_image
-    from SpineSegLib.iis.inference import start_point_from_centerline
+    from SpineSegLib.core.image import read_image
+    from SpineSegLib.iis.infer.checks import start_point_from_centerline
 
     t = time.perf_counter()
     result = segment_spine(read_image(LIDC / "image.nii.gz"))

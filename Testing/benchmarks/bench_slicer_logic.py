@@ -46,9 +46,9 @@ class Timer:
 def tiny_model(folder) -> str:
     import torch
 
-    from SpineSegLib.iis.checkpoint import save_checkpoint
-    from SpineSegLib.iis.config import IISConfig
-    from SpineSegLib.iis.model import IISNet
+    from SpineSegLib.iis.model.checkpoint import save_checkpoint
+    from SpineSegLib.iis.model.config import IISConfig
+    from SpineSegLib.iis.model.network import IISNet
 
     torch.manual_seed(0)
     net = IISNet(IISConfig.default_mr(width=4, levels=2, head_width=4, patch_size=(16, 16, 16), voxel_size_mm=(4.0,) * 3))
@@ -68,15 +68,16 @@ def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
-    from SpineSegLib import mrml_bridge as mb
+    from SpineSegLib.slicer.scene import new_scene
+    from SpineSegLib.slicer.volumes import image_to_volume
     from SpineSegLib.classical import segment_spine
-    from SpineSegLib.image import read_image
-    from SpineSegLib.slicer_logic.classical_logic import ClassicalLogic
-    from SpineSegLib.slicer_logic.iis_logic import IISLogic
+    from SpineSegLib.core.image import read_image
+    from SpineSegLib.slicer.classical_logic import ClassicalLogic
+    from SpineSegLib.slicer.iis_logic import IISLogic
 
     ct = read_image(DATA / "ct" / "lidc-idri-0001" / "image.nii.gz")
-    scene = mb.new_scene()
-    volume = mb.image_to_volume(scene, ct, "LIDC")
+    scene = new_scene()
+    volume = image_to_volume(scene, ct, "LIDC")
     logic = ClassicalLogic(scene)
     with Timer("classical: segment_spine (backend only)"):
         segment_spine(ct)
@@ -85,12 +86,12 @@ def main() -> int:
     entry = out.result.slices[len(out.result.slices) // 2]
     with Timer("classical: show_slice (x100)"):
         for _ in range(100):
-            logic.show_slice(out, [0.0, 0.0, entry["z_mm"]])
+            logic.show_slice(out, [0.0, 0.0, entry.z_mm])
 
     folder = DATA / "mr" / "vertebral-bodies-myosegmentum"
     mr_image = read_image(folder / f"{args.case}_img.nii.gz")
-    scene = mb.new_scene()
-    volume = mb.image_to_volume(scene, mr_image, "MR")
+    scene = new_scene()
+    volume = image_to_volume(scene, mr_image, "MR")
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or tiny_model(tmp)
         iis = IISLogic(scene)
@@ -104,7 +105,7 @@ def main() -> int:
             for _ in range(5):
                 stepper.step()
         stepper.cancel()
-        from SpineSegLib.measurements import measure_vertebrae
+        from SpineSegLib.evaluation.measurements import measure_vertebrae
 
         with Timer("IIS: measure_vertebrae on the result"):
             measure_vertebrae(result.labels, mr_image)

@@ -1,13 +1,16 @@
-"""Full traversals of a trained IIS model on the validation or held-out cases of its recipe, scored
+"""Full traversals of a trained IIS model on the validation or test cases of its recipe, scored
 per vertebra (Lessmann et al. 4.2 via ``instance_metrics``), with the time per scan.
 
-    .venv/bin/python Testing/benchmarks/iis_model_eval.py WEIGHTS --recipe RECIPE.toml \
-        [--split held_out|validation|both] [--cases N] [--threads 2] [--json OUT.json]
+    .venv/bin/python Testing/benchmarks/iis_model_eval.py WEIGHTS --recipe RECIPE \
+        [--split test|validation|both] [--cases N] [--threads 2] [--json OUT.json]
 
-``WEIGHTS``: a ``.pt`` file (e.g. ``Resources/Models/mr-vertebral-bodies.pt`` or a run folder's
-``model.pt``); ``--recipe`` the training recipe whose split is used (default: ``config.toml``
-beside the weights). The scan goes through ``iis.inference.segment_vertebrae`` exactly as
-``spineseg iis`` runs it (incomplete vertebrae are left out), then:
+``WEIGHTS``: a ``.pt`` file (e.g. ``SpineSeg/SpineSegLib/resources/models/mr-vertebral-bodies.pt``
+or a run folder's ``model.pt``); ``--recipe`` the training recipe (a file or a bundled recipe's
+name) whose split is used (default: ``config.toml`` beside the weights); ``--split held_out`` is the
+older name of ``test``. The recipe's datasets are found in ``$SPINESEG_DATA`` (default:
+``../shared/data`` beside the checkout) or given with ``--data KIND=PATH``. The scan goes through
+``iis.infer.run.segment_vertebrae`` exactly as ``spineseg iis`` runs it (incomplete vertebrae are
+left out), then:
 
 * the reference is mapped onto VerSe ids as the training reader maps it;
 * the sets label only a range of the spine (MyoSegmenTUM L1-L5, Zukic 7 bodies): predicted
@@ -21,21 +24,26 @@ beside the weights). The scan goes through ``iis.inference.segment_vertebrae`` e
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from SpineSegLib.annotation.dataset import convert_labels
-from SpineSegLib.errors import NoSpineFoundError
-from SpineSegLib.image import read_image
-from SpineSegLib.iis.datasets import TARGET_IDS
-from SpineSegLib.iis.inference import segment_vertebrae
-from SpineSegLib.iis.train_config import load_train_config
-from SpineSegLib.iis.training import gather_cases, split_cases
-from SpineSegLib.instance_metrics import evaluate_instance_images, select_ids, summarize
-from SpineSegLib.labels import name_of
-from SpineSegLib.orientation import to_canonical
+from SpineSegLib.annotation.conventions import convert_labels
+from SpineSegLib.core.errors import NoSpineFoundError
+from SpineSegLib.core.image import read_image
+from SpineSegLib.iis.train.conventions import TARGET_IDS
+from SpineSegLib.iis.infer.run import segment_vertebrae
+from SpineSegLib.iis.train.recipe import load_train_config, set_source_roots
+from SpineSegLib.iis.train.cases import gather_cases, split_cases
+from SpineSegLib.evaluation.instance_metrics import evaluate_instance_images, select_ids, summarize
+from SpineSegLib.core.labels import name_of
+from SpineSegLib.core.orientation import to_canonical
+from SpineSegLib.core.splits import split_name
+
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"   # beside the checkout, as in conftest.py
 
 
 def reference_in_verse_ids(case):
@@ -46,7 +54,7 @@ def reference_in_verse_ids(case):
 
 def split_beyond_range(pred, ref):
     """Remove predicted vertebrae above the labelled range that share no voxel with the reference."""
-    from SpineSegLib.image import resample_to_grid
+    from SpineSegLib.core.resample import resample_to_grid
 
     if not pred.same_grid(ref):
         pred = resample_to_grid(pred, ref, label=True)
@@ -66,16 +74,21 @@ def split_beyond_range(pred, ref):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("weights", type=Path)
-    ap.add_argument("--recipe", type=Path, help="training recipe (default: config.toml beside the weights)")
-    ap.add_argument("--split", choices=("held_out", "validation", "both"), default="held_out")
+    ap.add_argument("--recipe", help="training recipe (default: config.toml beside the weights)")
+    ap.add_argument("--split", choices=("test", "validation", "both", "held_out"), default="test",
+                    help="the recipe's cases to measure (held_out: the older name of test)")
     ap.add_argument("--cases", type=int, default=0, help="only the first N cases (0: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--data", action="append", default=[], metavar="KIND=PATH",
+                    help="folder of the recipe's source of this kind (default: in $SPINESEG_DATA)")
     args = ap.parse_args()
+    os.environ.setdefault("SPINESEG_DATA", str(DATA))
     cfg = load_train_config(args.recipe or args.weights.parent / "config.toml")
+    set_source_roots(cfg, args.data)
     split = split_cases(gather_cases(cfg), cfg)
-    names = ["validation", "held_out"] if args.split == "both" else [args.split]
+    names = ["validation", "test"] if args.split == "both" else [split_name(args.split)]
     report = {}
     for name in names:
         cases = split[name][: args.cases or None]

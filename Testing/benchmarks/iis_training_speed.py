@@ -3,9 +3,10 @@
     .venv/bin/python Testing/benchmarks/iis_training_speed.py [RECIPE] [--threads 2] [--steps 30]
         [--device cpu|cuda] [--data KIND=PATH]
 
-(``--data`` points a source of the recipe at your copy, as ``spineseg train --data`` does; on a GPU
+(The recipe's datasets are found in ``$SPINESEG_DATA``, default ``../shared/data`` beside the checkout;
+``--data`` points a source of the recipe at your copy, as ``spineseg train --data`` does; on a GPU
 the figure times 1,000 iterations of the paper's CT recipe:
-``iis_training_speed.py Resources/Training/ct-vertebrae-paper.toml --device cuda --data ctspine1k=/data/CTSpine1K``.)
+``iis_training_speed.py ct-vertebrae-paper --device cuda --data ctspine1k=/data/CTSpine1K``.)
 
 Uses the recipe's model and sampling/augmentation on its first training cases (default: the small
 MR recipe). Prints the median over ``--steps`` iterations after 3 warm-up steps. Other processes on
@@ -13,6 +14,7 @@ the machine slow it down: the figures are only comparable on an otherwise idle m
 """
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -20,25 +22,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from SpineSegLib.iis.losses import iis_loss
-from SpineSegLib.iis.model import IISNet
-from SpineSegLib.iis.train_config import load_train_config, set_source_roots
-from SpineSegLib.iis.training import ExampleStream, gather_cases, prepare_cases, split_cases, to_device
-
-REPO = Path(__file__).resolve().parents[2]
+from SpineSegLib.iis.train.losses import iis_loss
+from SpineSegLib.iis.model.device import resolve_device
+from SpineSegLib.iis.model.network import IISNet
+from SpineSegLib.iis.train.cases import gather_cases, prepare_cases, split_cases
+from SpineSegLib.iis.train.examples import ExampleStream, to_device
+from SpineSegLib.iis.train.recipe import load_train_config, set_source_roots
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("recipe", nargs="?", default=REPO / "Resources" / "Training" / "mr-vertebral-bodies-small.toml")
+    ap.add_argument("recipe", nargs="?", default="mr-vertebral-bodies-small", help="recipe file or bundled recipe name")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--cases", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--data", action="append", default=[], metavar="KIND=PATH")
     args = ap.parse_args()
+    os.environ.setdefault("SPINESEG_DATA", str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     cfg = load_train_config(args.recipe)
     set_source_roots(cfg, args.data)
     split = split_cases(gather_cases(cfg), cfg)

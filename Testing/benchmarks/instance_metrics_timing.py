@@ -19,9 +19,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import DATA  # noqa: E402
 
-from SpineSegLib.image import read_image  # noqa: E402
-from SpineSegLib.instance_metrics import evaluate_instances  # noqa: E402
-from SpineSegLib.metrics import binary_metrics  # noqa: E402
+from SpineSegLib.core.image import read_image  # noqa: E402
+from SpineSegLib.evaluation.instance_metrics import evaluate_instances  # noqa: E402
+from SpineSegLib.evaluation.metrics import binary_metrics  # noqa: E402
 
 CASES = [
     ("LIDC-IDRI-0001 vertebrae (C5-L3)", DATA / "ct" / "lidc-idri-0001" / "vertebrae.nii.gz"),

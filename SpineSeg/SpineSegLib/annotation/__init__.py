@@ -41,18 +41,29 @@ Status: ``new`` (no labels) -> ``predicted`` (current version made by a model) -
 (saved by a person) -> ``reviewed`` (a reviewer accepted the current version). A new save after a
 review makes the case ``corrected`` again. Predictions never replace corrected/reviewed labels.
 
-Label convention: VerSe ids (:mod:`SpineSegLib.labels`): 1-7 C1-C7, 8-19 T1-T12, 20-24 L1-L5,
+Label convention: VerSe ids (:mod:`SpineSegLib.core.labels`): 1-7 C1-C7, 8-19 T1-T12, 20-24 L1-L5,
 25 L6, 26 sacrum, 28 T13; discs 100 + id of the vertebra above, endplates 200 + id, canal 61.
 Every label version lies exactly on its image's grid.
 
-Safety: see :mod:`.dataset` (temporary file, lock, hard link, atomic manifest; crash recovery
-with ``check --repair``) and :mod:`.locking` (lock files, stale locks).
+Safety: see :mod:`.versions` (temporary file, lock, hard link, atomic manifest), :mod:`.consistency`
+(crash recovery with ``check --repair``) and :mod:`.locking` (lock files, stale locks).
+
+Modules: :mod:`.store` (:class:`AnnotationDataset`, :func:`open_dataset`), :mod:`.creation`
+(:func:`create_dataset`, :func:`add_cases`), :mod:`.versions` (writing a label version, the status
+rules), :mod:`.consistency` (``check``), :mod:`.folder` (paths, ``dataset.json``), :mod:`.manifest`
+(the JSON files), :mod:`.locking`, :mod:`.conformance` (label map vs image grid), :mod:`.conventions`
+(imported label conventions), :mod:`.naming` (case names), :mod:`.relabel` (renumbering),
+:mod:`.predict`, :mod:`.prefetch`, :mod:`.finetune`, :mod:`.export`, and :mod:`.faults` (a test hook).
 
 API (what the Slicer panel and scripts call)
 ---------------------------------------------
 ::
 
     from SpineSegLib.annotation import open_dataset, create_dataset, relabel_vertebrae
+    from SpineSegLib.annotation.predict import predict_dataset
+    from SpineSegLib.annotation.prefetch import prefetch
+    from SpineSegLib.annotation.finetune import finetune
+    from SpineSegLib.annotation.export import export_dataset
     ds = open_dataset("DIR")                         # AnnotationDataset
     ds.list_cases(status=None, split=None)           # [CaseEntry]: name, status, current, split, versions, row()
     ds.counts()                                      # {"new": 3, "predicted": 5, ...}
@@ -61,28 +72,31 @@ API (what the Slicer panel and scripts call)
     v = ds.save_correction(name, label_image, user="anna", based_on=entry.current)   # -> version number
     ds.mark_reviewed(name, user="ben")
     v, result = ds.relabel(name, vertebra="L1", as_name="T12", user="anna")          # or relabel_vertebrae(Image, ...)
-    report = ds.predict("model.pt", device="auto", progress=p)                        # PredictReport
-    pf = ds.prefetch("model.pt", count=2, after=name, on_ready=callback)             # Prefetcher (cancel, wait)
+    report = predict_dataset(ds, "model.pt", device="auto", progress=p)              # PredictReport
+    pf = prefetch(ds, "model.pt", count=2, after=name, on_ready=callback)             # Prefetcher (cancel, wait)
     image, labels, entry = pf.take(next_name) or ds.load_case(next_name)            # preloaded next case
-    report = ds.finetune("model.pt", "new.pt", iterations=500, progress=p)           # FinetuneReport (before/after)
-    ds.export("nnunet", "OUT")                                                        # also verse, ctspine1k
+    report = finetune(ds, "model.pt", "new.pt", iterations=500, progress=p)          # FinetuneReport (before/after)
+    export_dataset(ds, "nnunet", "OUT")                                               # also verse, ctspine1k
     problems = ds.check(repair=False)                # [Problem]
 
-``p`` is a :class:`SpineSegLib.progress.Progress`; ``p.cancel()`` from another thread stops the work
+``p`` is a :class:`SpineSegLib.core.progress.Progress`; ``p.cancel()`` from another thread stops the work
 at the next step and leaves the dataset consistent. Work run as a child process (``spineseg dataset
-predict|finetune`` under ``SpineSegLib.background``; its ``[ 42%] message`` lines are the progress)
+predict|finetune`` under ``SpineSegLib.slicer.process``; its ``[ 42%] message`` lines are the progress)
 may be killed at any moment: call ``ds.check(repair=True)`` afterwards to take back a version whose
 save was cut short (nothing else is needed; a killed writer's lock is broken automatically).
 """
 
 from __future__ import annotations
 
-from .dataset import (
-    ANNOTATED, AnnotationDataset, LoadedCase, Problem, add_cases, conform_label, create_dataset, open_dataset,
-)
-from .locking import DatasetLockedError
-from .manifest import SPLITS, STATUSES, CaseEntry
-from .relabel import RelabelResult, relabel_array, relabel_vertebrae
+from SpineSegLib.core.splits import SPLITS
+from SpineSegLib.annotation.conformance import conform_label
+from SpineSegLib.annotation.consistency import Problem
+from SpineSegLib.annotation.creation import add_cases, create_dataset
+from SpineSegLib.annotation.locking import DatasetLockedError
+from SpineSegLib.annotation.manifest import STATUSES, CaseEntry
+from SpineSegLib.annotation.relabel import RelabelResult, relabel_array, relabel_vertebrae
+from SpineSegLib.annotation.store import AnnotationDataset, LoadedCase, open_dataset
+from SpineSegLib.annotation.versions import ANNOTATED
 
 __all__ = [
     "ANNOTATED", "AnnotationDataset", "CaseEntry", "DatasetLockedError", "LoadedCase", "Problem", "RelabelResult",

@@ -50,18 +50,20 @@ Console use::
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, OutputExistsError
-from ..image import Image, read_image, set_default_permissions, write_image
-from ..labels import VERTEBRAE, name_of
-from .dataset import ANNOTATED, AnnotationDataset, label_ids
-from .manifest import now_iso, plain, write_json_atomic
+from SpineSegLib.core.errors import InputError
+from SpineSegLib.core.files import check_force, replaced_atomically, write_text_atomic
+from SpineSegLib.core.image import Image, read_image, write_image
+from SpineSegLib.core.labels import VERTEBRAE, name_of
+from SpineSegLib.annotation.conformance import label_ids
+from SpineSegLib.annotation.manifest import now_iso, write_json_atomic
+from SpineSegLib.annotation.relabel import label_centroids
+from SpineSegLib.annotation.store import AnnotationDataset
+from SpineSegLib.annotation.versions import ANNOTATED
 
 FORMATS = ("nnunet", "verse", "ctspine1k")
 
@@ -93,7 +95,6 @@ def verse_centroids(label: Image) -> list:
     ids = [v for v in label_ids(label.array) if v in VERTEBRAE]
     entries = [{"direction": list(label.orientation)}]
     if ids:
-        from .relabel import label_centroids
         for vid, (k, j, i) in label_centroids(label.array, ids).items():
             entries.append({"label": vid, "X": round(float(i), 2), "Y": round(float(j), 2), "Z": round(float(k), 2)})
     return entries
@@ -102,13 +103,10 @@ def verse_centroids(label: Image) -> list:
 def _copy_or_convert(src: Path, dest: Path, force: bool) -> None:
     """``dest`` (.nii.gz) from ``src``: byte copy when it is already .nii.gz, else converted."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists() and not force:
-        raise OutputExistsError(f"{dest} exists; pass --force to overwrite it")
+    check_force(dest, force)
     if src.name.lower().endswith(".nii.gz"):
-        tmp = dest.with_name(f".tmp-{uuid.uuid4().hex}.nii.gz")
-        shutil.copyfile(src, tmp)
-        set_default_permissions(tmp)
-        os.replace(tmp, dest)
+        with replaced_atomically(dest, ".nii.gz") as tmp:
+            shutil.copyfile(src, tmp)
     else:
         write_image(read_image(src), dest, force=True)
 
@@ -126,16 +124,9 @@ def _targets(fmt: str, case: str, split: str, subset: str, modality: str) -> tup
     return f"data/{subset}/{case}.nii.gz", f"label/{subset}/{case}_seg.nii.gz", None
 
 
-def export_dataset(ds: AnnotationDataset, fmt: str, output, *, statuses=ANNOTATED, splits=None,
-                   subset: str | None = None, force: bool = False, progress=None, log=None) -> dict:
-    """Write the annotated cases of ``ds`` to ``output`` in format ``fmt`` (module docstring);
-    returns the export record (also written to ``spineseg_export.json``)."""
-    if fmt not in FORMATS:
-        raise InputError(f"unknown export format {fmt!r} (use one of {', '.join(FORMATS)})")
-    log = log or (lambda message: None)
-    output = Path(output)
-    subset = subset or ds.name
-    modality = ds.modality or "ct"
+def _plan(ds: AnnotationDataset, fmt: str, output: Path, statuses, splits, subset: str, force: bool) -> list:
+    """``[(entry, image, label, extra)]`` target paths of the cases to export; refuses (unless
+    ``force``) before anything is written when a target exists."""
     entries = [e for e in ds.list_cases(status=statuses, split=splits) if not e.problem]
     missing = [e.name for e in entries if e.image_missing]
     if missing:
@@ -145,18 +136,74 @@ def export_dataset(ds: AnnotationDataset, fmt: str, output, *, statuses=ANNOTATE
         if splits:
             where = f" in split {splits if isinstance(splits, str) else ', '.join(splits)}"
         raise InputError(f"{ds.root}: no case has status {' or '.join(statuses)}{where}; nothing to export")
-    plan = []
-    for e in entries:
-        img_rel, lab_rel, extra_rel = _targets(fmt, e.name, e.split or "train", subset, modality)
-        plan.append((e, img_rel, lab_rel, extra_rel))
+    modality = ds.modality or "ct"
+    plan = [(e, *_targets(fmt, e.name, e.split or "train", subset, modality)) for e in entries]
     if not force:
         clashes = [output / r for _, *rels in plan for r in rels if r and (output / r).exists()]
         for name in ("dataset.json", "spineseg_export.json") if fmt == "nnunet" else ("spineseg_export.json",):
             if (output / name).exists():
                 clashes.append(output / name)
         if clashes:
-            raise OutputExistsError(f"{clashes[0]} exists ({len(clashes)} file(s) would be overwritten); choose "
-                                    "another folder or pass --force")
+            check_force(clashes[0], force, what=f"{len(clashes)} file(s) would be overwritten:")
+    return plan
+
+
+def _export_case(ds: AnnotationDataset, fmt: str, output: Path, e, img_rel: str, lab_rel: str,
+                 extra_rel: str | None, force: bool) -> tuple[list, dict]:
+    """Write the image, the current label version (and the centroids) of case ``e``; returns
+    ``(label ids, the case's record)``."""
+    v = e.current_version
+    label_path = ds.root / v["file"]
+    _copy_or_convert(ds.root / e.image, output / img_rel, force)
+    label = read_image(label_path)
+    ids = label_ids(label.array)
+    if fmt == "nnunet":
+        mapping = nnunet_label_map(ids)
+        lut = np.zeros(max(ids, default=0) + 1, np.uint16)
+        for vid in ids:
+            lut[vid] = mapping[vid]
+        arr = lut[label.array]
+        write_image(label.with_array(arr.astype(np.uint8 if arr.max(initial=0) < 256 else np.uint16)),
+                    output / lab_rel, force=force)
+    else:
+        _copy_or_convert(label_path, output / lab_rel, force)
+    if extra_rel:
+        write_json_atomic(output / extra_rel, verse_centroids(label))
+    record = {"case": e.name, "split": e.split, "status": e.status, "version": v["version"],
+              "kind": v.get("kind"), "user": v.get("user"), "created": v.get("created"),
+              "reviewed_by": v.get("reviewed_by"), "sha256": v.get("sha256"),
+              "image": img_rel, "label": lab_rel, "labels": [_label_name(i) for i in ids]}
+    return ids, record
+
+
+def _nnunet_dataset_json(ds: AnnotationDataset, plan: list, all_ids: set) -> dict:
+    """nnU-Net's ``dataset.json`` for the exported cases (module docstring)."""
+    mapping = nnunet_label_map(all_ids)
+    used = sorted(set(range(1, 28)) | {mapping[v] for v in all_ids if v})
+    inverse = {c: v for v, c in mapping.items()}
+    labels = {"background": 0}
+    for c in used:
+        labels[_label_name(inverse[c])] = c
+    return {
+        "channel_names": {"0": "CT" if (ds.modality or "ct") == "ct" else "MR"},
+        "labels": labels,
+        "numTraining": sum(1 for e, *_ in plan if (e.split or "train") != "test"),
+        "file_ending": ".nii.gz",
+        "name": ds.name,
+        "description": f"exported by SpineSeg from the annotation dataset {ds.name} ({len(plan)} annotated cases)",
+        "spineseg_verse_ids": {str(c): inverse[c] for c in used},
+    }
+
+
+def export_dataset(ds: AnnotationDataset, fmt: str, output, *, statuses=ANNOTATED, splits=None,
+                   subset: str | None = None, force: bool = False, progress=None, log=None) -> dict:
+    """Write the annotated cases of ``ds`` to ``output`` in format ``fmt`` (module docstring);
+    returns the export record (also written to ``spineseg_export.json``)."""
+    if fmt not in FORMATS:
+        raise InputError(f"unknown export format {fmt!r} (use one of {', '.join(FORMATS)})")
+    log = log or (lambda message: None)
+    output = Path(output)
+    plan = _plan(ds, fmt, output, statuses, splits, subset or ds.name, force)
     output.mkdir(parents=True, exist_ok=True)
 
     all_ids: set = set()
@@ -164,60 +211,24 @@ def export_dataset(ds: AnnotationDataset, fmt: str, output, *, statuses=ANNOTATE
     for k, (e, img_rel, lab_rel, extra_rel) in enumerate(plan):
         if progress is not None:
             progress.step(f"case {e.name} ({k + 1}/{len(plan)})", k / len(plan))
-        v = e.current_version
-        label_path = ds.root / v["file"]
-        _copy_or_convert(ds.root / e.image, output / img_rel, force)
-        label = read_image(label_path)
-        ids = label_ids(label.array)
+        ids, case_record = _export_case(ds, fmt, output, e, img_rel, lab_rel, extra_rel, force)
         all_ids |= set(ids)
-        if fmt == "nnunet":
-            mapping = nnunet_label_map(ids)
-            lut = np.zeros(max(ids, default=0) + 1, np.uint16)
-            for vid in ids:
-                lut[vid] = mapping[vid]
-            arr = lut[label.array]
-            write_image(label.with_array(arr.astype(np.uint8 if arr.max(initial=0) < 256 else np.uint16)),
-                        output / lab_rel, force=force)
-        else:
-            _copy_or_convert(label_path, output / lab_rel, force)
-        if extra_rel:
-            write_json_atomic(output / extra_rel, verse_centroids(label))
-        record_cases.append({"case": e.name, "split": e.split, "status": e.status, "version": v["version"],
-                             "kind": v.get("kind"), "user": v.get("user"), "created": v.get("created"),
-                             "reviewed_by": v.get("reviewed_by"), "sha256": v.get("sha256"),
-                             "image": img_rel, "label": lab_rel, "labels": [_label_name(i) for i in ids]})
-        log(f"{e.name}: version {v['version']} ({e.status}) -> {lab_rel}")
+        record_cases.append(case_record)
+        log(f"{e.name}: version {case_record['version']} ({e.status}) -> {lab_rel}")
 
     record = {"format": fmt, "exported": now_iso(), "dataset": str(ds.root.resolve()), "dataset_name": ds.name,
               "label_convention": "VerSe ids" if fmt != "nnunet" else "nnU-Net classes (see dataset.json)",
               "statuses": list(statuses), "cases": record_cases}
     if fmt == "nnunet":
-        mapping = nnunet_label_map(all_ids)
-        used = sorted(set(range(1, 28)) | {mapping[v] for v in all_ids if v})
-        inverse = {c: v for v, c in mapping.items()}
-        labels = {"background": 0}
-        for c in used:
-            labels[_label_name(inverse[c])] = c
-        n_train = sum(1 for e, *_ in plan if (e.split or "train") != "test")
-        dataset_json = {
-            "channel_names": {"0": "CT" if modality == "ct" else "MR"},
-            "labels": labels,
-            "numTraining": n_train,
-            "file_ending": ".nii.gz",
-            "name": ds.name,
-            "description": f"exported by SpineSeg from the annotation dataset {ds.name} ({len(plan)} annotated cases)",
-            "spineseg_verse_ids": {str(c): inverse[c] for c in used},
-        }
-        path = output / "dataset.json"
-        with open(path, "w") as f:
-            json.dump(dataset_json, f, indent=2)
+        dataset_json = _nnunet_dataset_json(ds, plan, all_ids)
+        write_text_atomic(output / "dataset.json", json.dumps(dataset_json, indent=2))
         record["nnunet_classes"] = dataset_json["spineseg_verse_ids"]
     elif fmt == "ctspine1k":
         odd = sorted(v for v in all_ids if v in (26, 28) or v > 25)
         if odd:
             record["note"] = (f"CTSpine1K labels C1-L6 (1-25); ids {', '.join(map(str, odd))} "
                               f"({', '.join(_label_name(v) for v in odd)}) are kept as VerSe ids")
-    write_json_atomic(output / "spineseg_export.json", plain(record))
+    write_json_atomic(output / "spineseg_export.json", record)
     if progress is not None:
         progress.step("done", 1.0)
     return record

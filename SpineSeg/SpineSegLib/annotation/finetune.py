@@ -4,7 +4,7 @@
    current label version). Validation: the ``validation``-split cases with such labels, or the
    cases named in ``validation_cases`` (these are then left out of training whatever their split).
    Test-split cases are never used.
-2. **Training** runs the training helper's loop (:func:`SpineSegLib.iis.training.train`) on a
+2. **Training** runs the training helper's loop (:func:`SpineSegLib.iis.train.loop.train`) on a
    staging folder of links to the images and current label versions (``RUN/staging``, read with
    the generic ``folder`` reader, convention ``verse``; the dataset's ``crop_unlabelled`` setting
    is passed on). The network starts from the parent's weights; its architecture, grid and
@@ -51,10 +51,16 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import InputError, NoSpineFoundError, OutputExistsError
-from ..progress import Progress
-from .dataset import ANNOTATED, AnnotationDataset, RUNS_DIR
-from .manifest import now_iso, plain, write_json_atomic
+from SpineSegLib.core.errors import InputError, NoSpineFoundError, OutputExistsError
+from SpineSegLib.core.files import check_force, replaced_atomically
+from SpineSegLib.core.image import read_image
+from SpineSegLib.core.progress import Progress
+from SpineSegLib.evaluation.reports import plain
+from SpineSegLib.annotation.folder import RUNS_DIR
+from SpineSegLib.annotation.manifest import current_user, now_iso, write_json_atomic
+from SpineSegLib.annotation.predict import CaseProgress, model_info
+from SpineSegLib.annotation.store import AnnotationDataset
+from SpineSegLib.annotation.versions import ANNOTATED
 
 STAGING_DATASET = "annotation"     # case ids in the training run are "annotation/<case>"
 DEFAULT_LR = 1e-4
@@ -122,6 +128,7 @@ def select_cases(ds: AnnotationDataset, validation_cases=None) -> tuple[list, li
 
 
 def _link(src: Path, dest: Path) -> None:
+    """``dest`` as a symbolic link to ``src``, else a hard link, else a copy."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.symlink(src.resolve(), dest)
@@ -129,7 +136,8 @@ def _link(src: Path, dest: Path) -> None:
         try:
             os.link(src.resolve(), dest)
         except OSError:
-            shutil.copyfile(src, dest)
+            with replaced_atomically(dest) as tmp:
+                shutil.copyfile(src, tmp)
 
 
 def _suffix(path: Path) -> str:
@@ -157,10 +165,10 @@ def build_train_config(parent_ckpt: dict, ds: AnnotationDataset, staging: Path, 
     """A :class:`TrainConfig` for fine-tuning (module docstring, step 2)."""
     from dataclasses import fields as dc_fields
 
-    from ..iis.augment import AugmentOptions
-    from ..iis.config import IISConfig
-    from ..iis.sampling import SamplingOptions
-    from ..iis.train_config import DataConfig, SourceConfig, TrainConfig, TrainingConfig
+    from SpineSegLib.iis.train.augment import AugmentOptions
+    from SpineSegLib.iis.model.config import IISConfig
+    from SpineSegLib.iis.train.sampling import SamplingOptions
+    from SpineSegLib.iis.train.recipe import DataConfig, SourceConfig, TrainConfig, TrainingConfig
 
     config = IISConfig.from_dict(parent_ckpt["config"])
     recorded = dict((parent_ckpt.get("metadata") or {}).get("training") or {})
@@ -198,7 +206,7 @@ def build_train_config(parent_ckpt: dict, ds: AnnotationDataset, staging: Path, 
 
 
 def _run_training(cfg, parent_path: Path, progress: Progress, log) -> dict:
-    from ..iis.training import train
+    from SpineSegLib.iis.train.loop import train
 
     total = cfg.training.iterations
 
@@ -219,17 +227,15 @@ def evaluate_model(ds: AnnotationDataset, model_path, entries, *, device: str = 
                    log=None, span: tuple = (0.0, 1.0)) -> tuple[dict, list]:
     """Segment each case with ``model_path`` and score it against its current labels:
     ``(summarize() over all cases, [(case, CaseResult summary, note)])``."""
-    from ..iis.inference import segment_vertebrae
-    from ..image import read_image
-    from ..instance_metrics import evaluate_instance_images, summarize
-    from .predict import _CaseProgress
+    from SpineSegLib.iis.infer.run import segment_vertebrae   # inference: imported on use
+    from SpineSegLib.evaluation.instance_metrics import evaluate_instance_images, summarize
 
     log = log or (lambda message: None)
     progress = progress or Progress()
     results, per_case = [], []
     lo, hi = span
     for k, e in enumerate(entries):
-        sub = _CaseProgress(progress, lo + (hi - lo) * k / len(entries), lo + (hi - lo) * (k + 1) / len(entries),
+        sub = CaseProgress(progress, lo + (hi - lo) * k / len(entries), lo + (hi - lo) * (k + 1) / len(entries),
                             f"{label}: case {e.name} ({k + 1}/{len(entries)})")
         sub.step("reading", 0.0)
         image = read_image(ds.root / e.image)
@@ -256,6 +262,89 @@ def _fmt(v) -> str:
 
 
 # -- the whole run ---------------------------------------------------------------------------------------------
+def _check_inputs(ds: AnnotationDataset, parent_path: Path, output: Path, iterations: int,
+                  force: bool) -> tuple[dict, dict]:
+    """``(model_info, checkpoint)`` of the parent, after checking the output and the modality."""
+    from SpineSegLib.iis.model.checkpoint import read_checkpoint   # torch: imported on use
+
+    check_force(output, force)
+    if output.suffix != ".pt":
+        raise InputError(f"{output}: the fine-tuned weights file should end in .pt")
+    if int(iterations) < 1:
+        raise InputError("iterations must be at least 1")
+    parent = model_info(parent_path)
+    parent_ckpt = read_checkpoint(parent_path, expected_sha256=parent["sha256"])
+    if ds.modality and parent.get("modality") and parent["modality"] != ds.modality:
+        raise InputError(f"{parent_path} is a {parent['modality'].upper()} model but the dataset holds "
+                         f"{ds.modality.upper()} images")
+    return parent, parent_ckpt
+
+
+def _new_run_dir(ds: AnnotationDataset, run_dir, output: Path) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    run_dir = Path(run_dir) if run_dir else ds.root / RUNS_DIR / f"{stamp}_{output.stem}"
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise OutputExistsError(f"{run_dir} exists and is not empty; choose another run folder")
+    return run_dir
+
+
+def _scores(summary: dict) -> dict | None:
+    keys = ("dice_mean", "dice_std", "detection_rate", "id_accuracy", "reference_vertebrae")
+    return {k: summary.get(k) for k in keys} if summary else None
+
+
+def _finetune_metadata(ds: AnnotationDataset, parent_path: Path, parent: dict, report: FinetuneReport,
+                       train_entries, val_entries, lr: float, seed: int, keep_incomplete: bool, user) -> dict:
+    """The ``finetune`` entry of the new weights' metadata (module docstring, step 4)."""
+    summary = report.training_summary
+    return {
+        "parent": {"path": str(parent_path.resolve()), "sha256": parent["sha256"], "name": parent_path.name,
+                   "iteration": parent.get("iteration")},
+        "dataset": {"path": str(ds.root.resolve()), "name": ds.name},
+        "train_cases": [{"case": e.name, "version": e.current, "sha256": e.current_version.get("sha256"),
+                         "status": e.status} for e in train_entries],
+        "validation_cases": [{"case": e.name, "version": e.current, "sha256": e.current_version.get("sha256")}
+                             for e in val_entries],
+        "iterations": report.iterations, "lr": float(lr), "seed": int(seed), "device": summary.get("device"),
+        "evaluation": {"keep_incomplete": keep_incomplete, "metric": "per-vertebra Dice, largest-overlap matching "
+                       "(SpineSegLib.evaluation.instance_metrics), pooled over the validation cases"},
+        "final_weights": summary.get("final_weights"), "run_dir": str(report.run_dir.resolve()),
+        "before": _scores(report.before), "after": _scores(report.after),
+        "created": now_iso(), "user": current_user(user),
+    }
+
+
+def _write_weights(run_model: Path, output: Path, parent_ckpt: dict, parent: dict, parent_path: Path,
+                   finetune_meta: dict) -> str:
+    """Write the run's final weights to ``output`` with the parent's metadata plus ``finetune``; returns its SHA-256."""
+    from SpineSegLib.core.files import sha256_of
+    from SpineSegLib.iis.model.checkpoint import read_checkpoint, save_checkpoint   # torch: on use
+    from SpineSegLib.iis.model.config import IISConfig
+    from SpineSegLib.iis.model.network import IISNet
+
+    data = read_checkpoint(run_model)
+    net = IISNet(IISConfig.from_dict(data["config"]))
+    net.load_state_dict(data["state_dict"])
+    parent_meta = dict(parent_ckpt.get("metadata") or {})
+    metadata = {**parent_meta, **{k: v for k, v in (data.get("metadata") or {}).items()
+                                  if k in ("iteration", "final_weights", "validation")},
+                "finetune": plain(finetune_meta),
+                "lineage": [*parent_meta.get("lineage", []), {"sha256": parent["sha256"], "name": parent_path.name}]}
+    save_checkpoint(output, net, metadata)     # replaces output atomically (check_force allowed it)
+    return sha256_of(output)
+
+
+def _model_record(output: Path, new_sha: str, parent: dict, parent_path: Path, meta: dict,
+                  report: FinetuneReport) -> dict:
+    """The dataset's ``models`` entry of a fine-tuned model."""
+    return {"path": str(output.resolve()), "sha256": new_sha, "parent_sha256": parent["sha256"],
+            "parent": str(parent_path.resolve()), "created": meta["created"], "user": meta["user"],
+            "train_cases": [c["case"] for c in meta["train_cases"]],
+            "validation_cases": [c["case"] for c in meta["validation_cases"]],
+            "iterations": report.iterations, "before_dice": (report.before or {}).get("dice_mean"),
+            "after_dice": (report.after or {}).get("dice_mean"), "run_dir": str(report.run_dir.resolve())}
+
+
 def finetune(ds: AnnotationDataset, model, output, *, iterations: int = 500, lr: float = DEFAULT_LR,
              device: str = "auto", validation_cases=None, run_dir=None, threads: Optional[int] = None,
              seed: int = 0, evaluate: bool = True, force: bool = False, crop_unlabelled: Optional[str] = None,
@@ -267,109 +356,52 @@ def finetune(ds: AnnotationDataset, model, output, *, iterations: int = 500, lr:
     cases of the evaluation; a cancelled run writes no ``output``). ``run_dir``: the training
     run folder (default ``DIR/runs/<time>_<output name>``); it keeps logs, curves and snapshots.
     """
-    from ..iis.checkpoint import read_checkpoint, save_checkpoint, sha256_of
-    from ..iis.config import IISConfig
-    from ..iis.model import IISNet
-    from .manifest import current_user
-    from .predict import model_info
-
     progress = progress or Progress()
     log = log or (lambda message: None)
     t_start = time.time()
-    parent_path = Path(model)
-    output = Path(output)
-    if output.exists() and not force:
-        raise OutputExistsError(f"{output} exists; pass --force to overwrite it")
-    if output.suffix != ".pt":
-        raise InputError(f"{output}: the fine-tuned weights file should end in .pt")
-    if int(iterations) < 1:
-        raise InputError("iterations must be at least 1")
-    parent = model_info(parent_path)
-    parent_ckpt = read_checkpoint(parent_path, expected_sha256=parent["sha256"])
-    if ds.modality and parent.get("modality") and parent["modality"] != ds.modality:
-        raise InputError(f"{parent_path} is a {parent['modality'].upper()} model but the dataset holds "
-                         f"{ds.modality.upper()} images")
+    parent_path, output = Path(model), Path(output)
+    parent, parent_ckpt = _check_inputs(ds, parent_path, output, iterations, force)
     train_entries, val_entries = select_cases(ds, validation_cases)
     if not val_entries:
         log("no validation cases (no corrected case in the validation split): the before/after comparison is skipped")
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    run_dir = Path(run_dir) if run_dir else ds.root / RUNS_DIR / f"{stamp}_{output.stem}"
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise OutputExistsError(f"{run_dir} exists and is not empty; choose another run folder")
+    run_dir = _new_run_dir(ds, run_dir, output)
     log(f"fine-tuning {parent_path.name} on {len(train_entries)} corrected case(s): "
         f"{', '.join(e.name for e in train_entries)}; validation: {', '.join(e.name for e in val_entries) or 'none'}")
 
     report = FinetuneReport(output, parent, [(e.name, e.current) for e in train_entries],
                             [(e.name, e.current) for e in val_entries], int(iterations), 0.0, run_dir=run_dir)
+    compare = evaluate and val_entries
+    settings = dict(device=device, threads=threads, keep_incomplete=keep_incomplete, progress=progress, log=log)
     progress.step("before: segmenting the validation cases with the parent model", 0.0)
-    before_cases = []
-    if evaluate and val_entries:
-        report.before, before_cases = evaluate_model(ds, parent_path, val_entries, device=device, threads=threads,
-                                                     keep_incomplete=keep_incomplete, progress=progress, label="before",
-                                                     log=log, span=(0.0, 0.1))
+    if compare:
+        report.before, before_cases = evaluate_model(ds, parent_path, val_entries, label="before", span=(0.0, 0.1),
+                                                     **settings)
 
     progress.step("preparing the training cases", 0.1)
     staging = run_dir / "staging"
     stage_cases(ds, train_entries + val_entries, staging)
     cfg = build_train_config(parent_ckpt, ds, staging, run_dir, [e.name for e in val_entries], int(iterations),
                              lr, device, threads, seed, crop_unlabelled)
-    summary = _run_training(cfg, parent_path, progress, log)
-    report.training_summary = summary
+    report.training_summary = _run_training(cfg, parent_path, progress, log)
     run_model = run_dir / "model.pt"
     if not run_model.exists():
-        raise InputError(f"training stopped before the end (iteration {summary.get('iteration')}); no weights written")
+        raise InputError(f"training stopped before the end (iteration {report.training_summary.get('iteration')}); "
+                         "no weights written")
 
     progress.step("after: segmenting the validation cases with the fine-tuned model", 0.7)
-    after_cases = []
-    if evaluate and val_entries:
-        report.after, after_cases = evaluate_model(ds, run_model, val_entries, device=device, threads=threads,
-                                                   keep_incomplete=keep_incomplete, progress=progress, label="after",
-                                                   log=log, span=(0.7, 0.95))
+    if compare:
+        report.after, after_cases = evaluate_model(ds, run_model, val_entries, label="after", span=(0.7, 0.95),
+                                                   **settings)
         versions = {e.name: e.current for e in val_entries}
         for (name, b, note_b), (_, a, note_a) in zip(before_cases, after_cases):
             report.cases.append(CaseScore(name, versions[name], b, a, note_b, note_a))
 
     progress.step("writing the fine-tuned weights", 0.95)
-    data = read_checkpoint(run_model)
-    net = IISNet(IISConfig.from_dict(data["config"]))
-    net.load_state_dict(data["state_dict"])
-    parent_meta = dict(parent_ckpt.get("metadata") or {})
-    finetune_meta = {
-        "parent": {"path": str(parent_path.resolve()), "sha256": parent["sha256"], "name": parent_path.name,
-                   "iteration": parent.get("iteration")},
-        "dataset": {"path": str(ds.root.resolve()), "name": ds.name},
-        "train_cases": [{"case": e.name, "version": e.current, "sha256": e.current_version.get("sha256"),
-                         "status": e.status} for e in train_entries],
-        "validation_cases": [{"case": e.name, "version": e.current, "sha256": e.current_version.get("sha256")}
-                             for e in val_entries],
-        "iterations": int(iterations), "lr": float(lr), "seed": int(seed), "device": summary.get("device"),
-        "evaluation": {"keep_incomplete": keep_incomplete, "metric": "per-vertebra Dice, largest-overlap matching "
-                       "(SpineSegLib.instance_metrics), pooled over the validation cases"},
-        "final_weights": summary.get("final_weights"), "run_dir": str(run_dir.resolve()),
-        "before": {k: report.before.get(k) for k in ("dice_mean", "dice_std", "detection_rate", "id_accuracy",
-                                                     "reference_vertebrae")} if report.before else None,
-        "after": {k: report.after.get(k) for k in ("dice_mean", "dice_std", "detection_rate", "id_accuracy",
-                                                   "reference_vertebrae")} if report.after else None,
-        "created": now_iso(), "user": current_user(user),
-    }
-    metadata = {**parent_meta, **{k: v for k, v in (data.get("metadata") or {}).items()
-                                  if k in ("iteration", "final_weights", "validation")},
-                "finetune": plain(finetune_meta),
-                "lineage": [*parent_meta.get("lineage", []), {"sha256": parent["sha256"], "name": parent_path.name}]}
-    if output.exists() and force:
-        output.unlink()
-    save_checkpoint(output, net, metadata)
-    new_sha = sha256_of(output)
-
-    def record(info):
-        info.setdefault("models", []).append({
-            "path": str(output.resolve()), "sha256": new_sha, "parent_sha256": parent["sha256"],
-            "parent": str(parent_path.resolve()), "created": finetune_meta["created"], "user": finetune_meta["user"],
-            "train_cases": [c["case"] for c in finetune_meta["train_cases"]],
-            "validation_cases": [c["case"] for c in finetune_meta["validation_cases"]],
-            "iterations": int(iterations), "before_dice": (report.before or {}).get("dice_mean"),
-            "after_dice": (report.after or {}).get("dice_mean"), "run_dir": str(run_dir.resolve())})
-    ds.update_info(record)
+    meta = _finetune_metadata(ds, parent_path, parent, report, train_entries, val_entries, lr, seed,
+                              keep_incomplete, user)
+    new_sha = _write_weights(run_model, output, parent_ckpt, parent, parent_path, meta)
+    ds.update_info(lambda info: info.setdefault("models", []).append(
+        _model_record(output, new_sha, parent, parent_path, meta, report)))
     report.seconds = time.time() - t_start
     write_json_atomic(run_dir / "finetune_report.json", report.to_dict())
     progress.step("done", 1.0)

@@ -11,24 +11,33 @@ longer than any commit takes). The break renames the lock file away first, so of
 that find the same stale lock, only one removes it. Waiting longer than ``timeout`` raises
 :class:`DatasetLockedError` naming the holder.
 
+:func:`commit_lock` is what every writer of the dataset takes: the lock, with Ctrl-C held back
+until the commit is done (a commit is never left half-way by an interrupt; a kill is what
+``check --repair`` is for).
+
 Console use::
 
-    from SpineSegLib.annotation.locking import FileLock
+    from SpineSegLib.annotation.locking import FileLock, commit_lock
     with FileLock("ds/cases/07.lock"):
         ...   # read-modify-write of cases/07.json
+    with commit_lock("ds/cases/07.lock"):
+        ...   # the same, and Ctrl-C waits until the block is done
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
+import threading
 import time
 import uuid
 from pathlib import Path
 
-from ..errors import SpineSegError
-from .manifest import current_user, now_iso
+from SpineSegLib.core.errors import SpineSegError
+from SpineSegLib.annotation.manifest import current_user, now_iso
 
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_STALE_AFTER_S = 120.0
@@ -66,10 +75,10 @@ class FileLock:
         self.path = Path(path)
         self.timeout, self.stale_after, self.poll = float(timeout), float(stale_after), float(poll)
         self.token: str | None = None
-        self.broken: list[dict] = []   # stale locks this lock broke (for reports)
 
     # -- holder information -----------------------------------------------------------------------
-    def _read_holder(self) -> dict | None:
+    def read_holder(self) -> dict | None:
+        """Who holds the lock (the lock file's content); None when it is free, ``{}`` when unreadable."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -82,7 +91,8 @@ class FileLock:
         except ValueError:
             return {}
 
-    def _is_stale(self, holder: dict) -> bool:
+    def is_stale(self, holder: dict) -> bool:
+        """Whether the lock ``holder`` (from :meth:`read_holder`) holds is left over (module docstring)."""
         try:
             age = time.time() - self.path.stat().st_mtime
         except FileNotFoundError:
@@ -93,7 +103,8 @@ class FileLock:
             return True
         return age > self.stale_after
 
-    def _break(self, holder: dict) -> None:
+    def break_stale(self, holder: dict) -> None:
+        """Remove the stale lock of ``holder``; of several processes breaking it at once only one does."""
         aside = self.path.with_name(f"{self.path.name}.stale-{uuid.uuid4().hex[:8]}")
         try:
             os.rename(self.path, aside)
@@ -110,8 +121,6 @@ class FileLock:
                 os.link(aside, self.path)
             except OSError:
                 pass
-        else:
-            self.broken.append(holder)
         try:
             os.remove(aside)
         except OSError:
@@ -135,9 +144,9 @@ class FileLock:
             try:
                 fd = os.open(str(self.path), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                holder = self._read_holder()
-                if holder is not None and self._is_stale(holder):
-                    self._break(holder)
+                holder = self.read_holder()
+                if holder is not None and self.is_stale(holder):
+                    self.break_stale(holder)
                     continue
                 if time.monotonic() > deadline:
                     raise DatasetLockedError(
@@ -155,7 +164,7 @@ class FileLock:
     def release(self) -> None:
         if self.token is None:
             return
-        holder = self._read_holder()
+        holder = self.read_holder()
         if holder and holder.get("token") == self.token:
             try:
                 os.remove(self.path)
@@ -168,3 +177,30 @@ class FileLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Hold Ctrl-C back for the duration of the block (main thread only), then raise it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda *a: received.append(True))
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def commit_lock(path):
+    """:class:`FileLock` ``path`` with Ctrl-C deferred (:func:`deferred_interrupt`) while it is held."""
+    with deferred_interrupt(), FileLock(path) as lock:
+        yield lock

@@ -1,8 +1,8 @@
 """The files of an annotation dataset: ``dataset.json``, ``cases/<case>.json`` and version sidecars.
 
-All three are plain JSON, written atomically (a temporary file in the same folder, flushed to
-disk, then renamed over the old one), so a reader sees either the old or the new content, never a
-half-written file. Invalid content (a hand edit gone wrong) raises :class:`InputError` naming the
+All three are plain JSON, written atomically (``core.files.replaced_atomically``: a temporary file
+in the same folder, flushed to disk, then renamed over the old one), so a reader sees either the
+old or the new content, never a half-written file. Invalid content (a hand edit gone wrong) raises :class:`InputError` naming the
 file, the line and the column. The layout itself is described in :mod:`SpineSegLib.annotation`.
 
 Console use::
@@ -19,14 +19,13 @@ import getpass
 import json
 import os
 import re
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-
-from ..errors import InputError
-from ..files import fsync_path
-from ..reports import plain
+from SpineSegLib.core.errors import InputError
+from SpineSegLib.core.files import fsync_path, replaced_atomically
+from SpineSegLib.core.splits import SPLITS
+from SpineSegLib.evaluation.reports import plain
 
 DATASET_FORMAT = "spineseg-annotation-dataset"
 CASE_FORMAT = "spineseg-annotation-case"
@@ -35,12 +34,9 @@ FORMAT_VERSION = 1
 
 #: case status, in workflow order
 STATUSES = ("new", "predicted", "corrected", "reviewed")
-#: what wrote a label version
-VERSION_KINDS = ("prediction", "correction", "import", "relabel", "recovered")
-SPLITS = ("train", "validation", "test")
-#: the label convention of every stored label map (see SpineSegLib.labels)
+#: the label convention of every stored label map (see SpineSegLib.core.labels)
 LABEL_CONVENTION = "verse"
-LABEL_CONVENTION_TEXT = ("VerSe ids (SpineSegLib.labels): 1-7 C1-C7, 8-19 T1-T12, 20-24 L1-L5, 25 L6, 26 sacrum/S1, "
+LABEL_CONVENTION_TEXT = ("VerSe ids (SpineSegLib.core.labels): 1-7 C1-C7, 8-19 T1-T12, 20-24 L1-L5, 25 L6, 26 sacrum/S1, "
                          "28 T13; 100 + id = disc below that vertebra, 200 + id = its endplates, 61 = spinal canal")
 
 CASE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -84,28 +80,15 @@ def read_json(path, what: str):
                          f"{exc.msg})") from None
 
 
-fsync_dir = fsync_path   # flushes a folder's entries
-
-
-
 def write_json_atomic(path, data) -> Path:
-    """Write ``data`` as indented JSON to ``path``: temporary file, fsync, rename (replaces ``path``)."""
-    from ..image import set_default_permissions
-
+    """Write ``data`` as indented JSON to ``path`` atomically (replaces ``path``), then flush the folder."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+    with replaced_atomically(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(json.dumps(plain(data), indent=2) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        set_default_permissions(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
     return path
 
 
@@ -174,11 +157,6 @@ class CaseEntry:
     split: str | None = None
     problem: str | None = None
     image_missing: bool = False
-    notes: list = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.manifest is not None and not self.image_missing
 
     @property
     def status(self) -> str:
@@ -231,7 +209,3 @@ class CaseEntry:
             "date": cur.get("created", "") or "",
             "split": self.split or "",
         }
-
-    def to_dict(self) -> dict:
-        return {"case": self.name, "split": self.split, "problem": self.problem, "image_missing": self.image_missing,
-                "manifest": self.manifest}

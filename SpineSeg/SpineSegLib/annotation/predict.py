@@ -31,16 +31,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..errors import InputError, NoSpineFoundError
-from ..progress import Cancelled, Progress
-from .dataset import ANNOTATED, AnnotationDataset
+from SpineSegLib.core.errors import InputError, NoSpineFoundError
+from SpineSegLib.core.image import read_image
+from SpineSegLib.core.labels import name_of
+from SpineSegLib.core.progress import Cancelled, Progress
+from SpineSegLib.annotation.store import AnnotationDataset
+from SpineSegLib.annotation.versions import ANNOTATED
 
 _MODEL_INFO_CACHE: dict = {}
 
 
 def model_info(path) -> dict:
     """What a label version records about the model that made it (reads the weights file)."""
-    from ..iis.checkpoint import read_checkpoint, sha256_of
+    from SpineSegLib.core.files import sha256_of
+    from SpineSegLib.iis.model.checkpoint import read_checkpoint   # torch: imported on use
 
     path = Path(path)
     if not path.is_file():
@@ -88,7 +92,7 @@ class PredictReport:
     model: dict = field(default_factory=dict)
 
 
-class _CaseProgress(Progress):
+class CaseProgress(Progress):
     """A Progress for one case's inference that reports into the dataset-wide one."""
 
     def __init__(self, parent: Progress, lo: float, hi: float, prefix: str):
@@ -116,8 +120,7 @@ def predict_case(ds: AnnotationDataset, name: str, model, *, device: str = "auto
                  progress: Optional[Progress] = None, info: Optional[dict] = None) -> Optional[int]:
     """Predict one case and save the result as a new version; returns its number (None when the
     case was corrected meanwhile). Raises NoSpineFoundError / InputError for this case."""
-    from ..iis.inference import segment_vertebrae
-    from ..image import read_image
+    from SpineSegLib.iis.infer.run import segment_vertebrae   # inference: imported on use
 
     info = info or model_info(model)
     entry = ds.case(name)
@@ -172,7 +175,7 @@ def predict_dataset(ds: AnnotationDataset, model, *, device: str = "auto", redo:
             todo.append((e.name, reason))
     progress.step(f"{len(todo)} case(s) to predict with {info['name']}", 0.0)
     for k, (name, reason) in enumerate(todo):
-        sub = _CaseProgress(progress, k / max(len(todo), 1), (k + 1) / max(len(todo), 1),
+        sub = CaseProgress(progress, k / max(len(todo), 1), (k + 1) / max(len(todo), 1),
                             f"case {name} ({k + 1}/{len(todo)})")
         t0 = time.perf_counter()
         try:
@@ -192,7 +195,6 @@ def predict_dataset(ds: AnnotationDataset, model, *, device: str = "auto", redo:
             log(f"{name}: not saved ({report.skipped[-1][1]})")
             continue
         names = ds.last_save.get("labels", [])
-        from ..labels import name_of
         report.predicted.append((name, version, seconds, [name_of(v) for v in names]))
         log(f"{name}: version {version} ({reason}), {len(names)} label(s) "
             f"{' '.join(name_of(v) for v in names)}, {seconds:.1f} s")

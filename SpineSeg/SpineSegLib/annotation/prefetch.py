@@ -19,8 +19,9 @@ nothing half-done is saved. :meth:`Prefetcher.wait` joins the thread.
 Console use::
 
     from SpineSegLib.annotation import open_dataset
+    from SpineSegLib.annotation.prefetch import prefetch
     ds = open_dataset("ds")
-    pf = ds.prefetch("iis-mr.pt", count=2, after="07", on_ready=lambda case, version: print(case, version))
+    pf = prefetch(ds, "iis-mr.pt", count=2, after="07", on_ready=lambda case, version: print(case, version))
     ...                      # annotate case 07
     pf.ready                 # {'08': 3, '09': None}  (None: it needed no prediction)
     image, labels, entry = pf.take("08") or ds.load_case("08")
@@ -33,9 +34,11 @@ import threading
 import time
 from typing import Callable, Optional
 
-from ..errors import SpineSegError
-from ..progress import Cancelled, Progress
-from .dataset import AnnotationDataset, _natural_key
+from SpineSegLib.core.errors import SpineSegError
+from SpineSegLib.core.progress import Cancelled, Progress
+from SpineSegLib.annotation.naming import natural_key
+from SpineSegLib.annotation.predict import model_info, needs_prediction, predict_case
+from SpineSegLib.annotation.store import AnnotationDataset
 
 
 class Prefetcher:
@@ -68,9 +71,9 @@ class Prefetcher:
             return self.explicit_cases[: self.count]
         entries = [e for e in self.ds.list_cases(status=self.statuses, include_broken=False) if not e.image_missing]
         if self.after is not None:
-            key = _natural_key(str(self.after))
-            entries = [e for e in entries if _natural_key(e.name) > key] + \
-                      [e for e in entries if _natural_key(e.name) <= key and e.name != str(self.after)]
+            key = natural_key(str(self.after))
+            entries = [e for e in entries if natural_key(e.name) > key] + \
+                      [e for e in entries if natural_key(e.name) <= key and e.name != str(self.after)]
         return [e.name for e in entries][: self.count]
 
     def start(self) -> "Prefetcher":
@@ -78,8 +81,6 @@ class Prefetcher:
         return self
 
     def _run(self) -> None:
-        from .predict import model_info, needs_prediction, predict_case
-
         try:
             info = model_info(self.model)
             self.planned = self.plan()
@@ -137,13 +138,6 @@ class Prefetcher:
         """Join the thread; True when it has finished."""
         self._thread.join(timeout)
         return not self._thread.is_alive()
-
-    @property
-    def done(self) -> bool:
-        return self._thread.ident is not None and not self._thread.is_alive()
-
-    def is_ready(self, case: str) -> bool:
-        return case in self.ready
 
 
 def prefetch(ds: AnnotationDataset, model, count: int = 2, after: Optional[str] = None, **kwargs) -> Prefetcher:

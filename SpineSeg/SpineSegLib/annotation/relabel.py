@@ -10,7 +10,7 @@ already taken). Values that are not vertebrae (canal 61, unknown ids) are never 
 
 Console use::
 
-    from SpineSegLib.image import read_image
+    from SpineSegLib.core.image import read_image
     from SpineSegLib.annotation.relabel import relabel_vertebrae
     result = relabel_vertebrae(read_image("vertebrae.nii.gz"), vertebra="L1", as_name="T12")
     result.mapping          # {20: 19, 21: 20, 22: 21, 19: 18}
@@ -23,9 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
-from ..image import Image
-from ..labels import VERTEBRAE, by_name, name_of, next_label
+from SpineSegLib.core.errors import InputError
+from SpineSegLib.core.image import Image
+from SpineSegLib.core.labels import VERTEBRAE, by_name, name_of, next_label
+from SpineSegLib.annotation.conformance import label_ids
 
 SACRUM = 26
 DISC_OFFSET, ENDPLATE_OFFSET = 100, 200
@@ -109,8 +110,6 @@ def relabel_array(array: np.ndarray, vertebra, as_name, *, index_to_lps: np.ndar
     new = vertebra_id(as_name)
     allow_t13 = allow_t13 or new == 28
     allow_l6 = allow_l6 or new == 25
-    from .dataset import label_ids
-
     present = label_ids(array)
     if old not in present:
         names = ", ".join(name_of(v) for v in present if v in VERTEBRAE) or "none"

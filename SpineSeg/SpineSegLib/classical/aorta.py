@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .morphology import block_mean, disk_mm, gather_windows
+from SpineSegLib.classical.morphology import block_mean, disk_mm, gather_windows
 
 GRID_MM = 1.5            # the aorta is found on a grid of about this spacing
 SMOOTH_MM = 1.0          # Gaussian smoothing of the blood-range image (noise)
@@ -55,6 +55,12 @@ class AortaResult:
     radii_mm: np.ndarray        # (nz,) radius of the inscribed circle per slice (mm), NaN where none
     length_mm: float            # superior-inferior extent of the chain (mm)
     median_hu: float            # median HU inside the mask (NaN when empty)
+
+    @classmethod
+    def none(cls, shape) -> "AortaResult":
+        """No aorta (no contrast) in a volume of ``shape``."""
+        nz = shape[0]
+        return cls(False, np.zeros(shape, bool), np.full((nz, 2), np.nan), np.full(nz, np.nan), 0.0, np.nan)
 
 
 def _candidates(blood, hu_coarse, spacing_c, params):
@@ -119,7 +125,7 @@ def find_descending_aorta(hu: np.ndarray, body: np.ndarray, spacing_zyx, spine_c
     """
     nz, ny, nx = hu.shape
     sz, sy, sx = (float(s) for s in spacing_zyx)
-    empty = AortaResult(False, np.zeros(hu.shape, bool), np.full((nz, 2), np.nan), np.full(nz, np.nan), 0.0, np.nan)
+    empty = AortaResult.none(hu.shape)
     known = np.isfinite(spine_centres).all(axis=1)
     if not known.any():
         return empty

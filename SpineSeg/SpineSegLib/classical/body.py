@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..errors import NoSpineFoundError
-from .morphology import SLICE_CONNECTIVITY_4, disk_mm, per_slice
+from SpineSegLib.core.errors import NoSpineFoundError
+from SpineSegLib.classical.morphology import SLICE_CONNECTIVITY_4, disk_mm, per_slice
 
 COARSE_SPACING_MM = 2.0      # the body outline needs no finer grid
 TABLE_OPENING_MM = 4.0       # opening that detaches a thin table or cushion from the back

@@ -22,32 +22,18 @@ Arrays are canonical ``[z, y, x]``; positions are voxel indices (NaN where a sli
 Console use::
 
     from SpineSegLib.classical.bounding_lines import spinous_end, bounding_lines
-    h3 = spinous_end(bone, centres, band_px=43)
-    lines, cut = bounding_lines(rough, h3, centres, params, spacing_yx=(0.7, 0.7))
+    h3 = spinous_end(bone, centres, use, band_px=43)
+    lines, cut = bounding_lines(rough, h3, centres, use, params, spacing_yx=(0.7, 0.7))
+    lines.h1[k], lines.v3[k]             # a LinePositions: row of H1, column of V3 on slice k
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from scipy import ndimage
 
-from .morphology import fill_small_holes
-
-NAMES = ("H1", "H2", "H3", "V1", "V2", "V3", "V4", "V5", "V6")
-
-
-@dataclass
-class SliceLines:
-    """Per-slice line positions (rows for H, columns for V), NaN where a slice has none."""
-
-    rows: dict = field(default_factory=dict)      # H1, H2, H3 -> (nz,) float
-    columns: dict = field(default_factory=dict)   # V1 ... V6 -> (nz,) float
-    valid: np.ndarray = None                      # (nz,) bool
-
-    def get(self, name: str) -> np.ndarray:
-        return self.rows[name] if name.startswith("H") else self.columns[name]
+from SpineSegLib.classical.geometry import LinePositions
+from SpineSegLib.classical.morphology import fill_small_holes
 
 
 def spinous_end(bone: np.ndarray, centres: np.ndarray, use: np.ndarray, band_px: int) -> np.ndarray:
@@ -99,15 +85,13 @@ def _widest_run(rows2d: np.ndarray, column: int) -> tuple[float, float]:
 
 
 def bounding_lines(mask: np.ndarray, h3: np.ndarray, centres: np.ndarray, use: np.ndarray, params,
-                   spacing_yx) -> tuple[SliceLines, np.ndarray]:
+                   spacing_yx) -> tuple[LinePositions, np.ndarray]:
     """Compute H1, H2, V1 ... V6 (H3 given) and return them with the mask cut to V1..V6 x H1..H3."""
     nz, ny, nx = mask.shape
     sy, sx = spacing_yx
     band = max(int(round(params.top_band_mm / sx)), 0)
     filled = fill_small_holes(mask, np.pi * params.localization_fill_mm ** 2 / (sy * sx))
-    rows = {n: np.full(nz, np.nan) for n in ("H1", "H2", "H3")}
-    cols = {n: np.full(nz, np.nan) for n in ("V1", "V2", "V3", "V4", "V5", "V6")}
-    valid = np.zeros(nz, bool)
+    lines = LinePositions.empty(nz)
     cut = np.zeros_like(mask)
     for k in np.flatnonzero(use):
         if not mask[k].any() or not np.isfinite(h3[k]):
@@ -134,26 +118,24 @@ def bounding_lines(mask: np.ndarray, h3: np.ndarray, centres: np.ndarray, use: n
         sl[:, int(np.floor(v6)) + 1:] = False
         cut[k] = sl
         v3 = median_column(sl)
-        rows["H1"][k], rows["H2"][k], rows["H3"][k] = h1, h2, h3k
-        for name, value in zip(("V1", "V2", "V3", "V4", "V5", "V6"), (v1, v2, v3, v4, v5, v6)):
-            cols[name][k] = value
-        valid[k] = True
-    _cut_between(mask, cut, rows, cols, valid, use)
-    return SliceLines(rows, cols, valid), cut
+        lines.h1[k], lines.h2[k], lines.h3[k] = h1, h2, h3k
+        lines.v1[k], lines.v2[k], lines.v3[k], lines.v4[k], lines.v5[k], lines.v6[k] = v1, v2, v3, v4, v5, v6
+        lines.valid[k] = True
+    _cut_between(mask, cut, lines, use)
+    return lines, cut
 
 
-def _cut_between(mask, cut, rows, cols, valid, use):
+def _cut_between(mask, cut, lines: LinePositions, use):
     """Slices on the spine without lines of their own (a disc, where the band around the centre
     holds no body) are cut with the lines interpolated from the slices above and below (ours)."""
-    known = np.flatnonzero(valid)
+    known = np.flatnonzero(lines.valid)
     if known.size == 0:
         return
-    nz, ny, nx = mask.shape
-    for k in np.flatnonzero(use & ~valid):
+    for k in np.flatnonzero(use & ~lines.valid):
         if not mask[k].any() or k < known[0] or k > known[-1]:
             continue
-        h1, h3 = (np.interp(k, known, rows[n][known]) for n in ("H1", "H3"))
-        v1, v6 = (np.interp(k, known, cols[n][known]) for n in ("V1", "V6"))
+        h1, h3 = (np.interp(k, known, rows[known]) for rows in (lines.h1, lines.h3))
+        v1, v6 = (np.interp(k, known, cols[known]) for cols in (lines.v1, lines.v6))
         sl = mask[k].copy()
         sl[:max(int(np.floor(h1)), 0)] = False
         sl[int(np.ceil(h3)) + 1:] = False

@@ -27,8 +27,8 @@ import numpy as np
 from scipy import fft as sp_fft
 from scipy import ndimage
 
-from .body import posterior_start
-from .morphology import disk_mm, fill_small_holes, per_slice
+from SpineSegLib.classical.body import posterior_start
+from SpineSegLib.classical.morphology import disk_mm, fill_small_holes, per_slice
 
 
 def sagittal_column(bone: np.ndarray) -> int:
@@ -108,7 +108,7 @@ class QuadraticCurve:
         return np.stack([np.ones_like(t), t, t * t], axis=1)
 
     @classmethod
-    def from_estimate(cls, t, points):
+    def from_estimate(cls, t, points):   # what skimage.measure.ransac calls from scikit-image 0.26 on
         model = cls()
         return model if model.estimate(t, points) else cls()
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .morphology import SLICE_CONNECTIVITY_4, disk_mm, per_slice
+from SpineSegLib.classical.geometry import LinePositions
+from SpineSegLib.classical.morphology import SLICE_CONNECTIVITY_4, disk_mm, per_slice
 
 TINY_HOLE_MM2 = 20.0   # holes this small are filled whatever their HU
 
 
-def fill_bodies(mask: np.ndarray, hu: np.ndarray, lines, params, spacing_yx) -> np.ndarray:
+def fill_bodies(mask: np.ndarray, hu: np.ndarray, lines: LinePositions, params, spacing_yx) -> np.ndarray:
     """The mask with its vertebral bodies filled (steps 1-2 of the module docstring)."""
     if not mask.any():
         return mask.copy()
@@ -42,8 +43,8 @@ def _fill(mask, hu, lines, params, spacing_yx, row0, col0):
     sy, sx = spacing_yx
     out = mask.copy()
     for k in np.flatnonzero(lines.valid):
-        h1, h2 = int(lines.rows["H1"][k]) - row0, int(round(lines.rows["H2"][k])) - row0
-        v2, v5 = int(np.floor(lines.columns["V2"][k])) - col0, int(np.ceil(lines.columns["V5"][k])) - col0
+        h1, h2 = int(lines.h1[k]) - row0, int(round(lines.h2[k])) - row0
+        v2, v5 = int(np.floor(lines.v2[k])) - col0, int(np.ceil(lines.v5[k])) - col0
         h1 = max(h1, 0)
         v2, v5 = max(v2, 0), min(v5, mask.shape[2] - 1)
         box = mask[k, h1:h2 + 1, v2:v5 + 1]

@@ -92,14 +92,6 @@ def block_mean(array: np.ndarray, factor_y: int, factor_x: int) -> np.ndarray:
     return array.reshape(nz, ny // factor_y, factor_y, nx // factor_x, factor_x).mean(axis=(2, 4), dtype=np.float32)
 
 
-def ball_mm(radius_mm: float, spacing_zyx) -> np.ndarray:
-    """A 3-D ball of ``radius_mm`` on a grid of ``spacing_zyx`` (mm), as a bool array."""
-    rz, ry, rx = (radius_mm / float(s) for s in spacing_zyx)
-    iz, iy, ix = int(np.floor(rz)), int(np.floor(ry)), int(np.floor(rx))
-    z, y, x = np.ogrid[-iz:iz + 1, -iy:iy + 1, -ix:ix + 1]
-    return (z / max(rz, 1e-6)) ** 2 + (y / max(ry, 1e-6)) ** 2 + (x / max(rx, 1e-6)) ** 2 <= 1.0 + 1e-9
-
-
 def gather_windows(array: np.ndarray, centres: np.ndarray, before, after, fill):
     """Stack, for every slice z, the window ``centres[z] - before ... centres[z] + after`` (pixels,
     (y, x)) of ``array`` (values outside the array are ``fill``); returns the (nz, wy, wx) stack and

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .morphology import disk_mm, gather_windows, keep_components_hit
+from SpineSegLib.classical.geometry import LinePositions
+from SpineSegLib.classical.morphology import disk_mm, gather_windows, keep_components_hit
 
 CURVE_SAMPLES = 41   # samples along each parabola of the family during the exhaustive search
 
@@ -119,7 +120,7 @@ def dp_fit(curve_px: np.ndarray, centre_px: np.ndarray, data: callable, scales: 
     return candidates[np.arange(q_count), chosen]
 
 
-def fit_parabolas(mask: np.ndarray, hu: np.ndarray, lines, params, spacing_yx) -> list[ParabolaFit]:
+def fit_parabolas(mask: np.ndarray, hu: np.ndarray, lines: LinePositions, params, spacing_yx) -> list[ParabolaFit]:
     """Steps 1-3 for every slice with valid lines."""
     sy, sx = spacing_yx
     slices = np.flatnonzero(lines.valid)
@@ -128,13 +129,13 @@ def fit_parabolas(mask: np.ndarray, hu: np.ndarray, lines, params, spacing_yx) -
     # the gradients are needed only around each slice's centre c = (H2, V3): per slice a window
     # reaching the farthest DP candidate, plus the Gaussian's support
     margin = 4.0 * params.gradient_sigma_mm + 2.0
-    height_max = float(np.nanmax(lines.rows["H2"][slices] - lines.rows["H1"][slices])) * sy
+    height_max = float(np.nanmax(lines.h2[slices] - lines.h1[slices])) * sy
     front = params.dp_scale_max * (height_max + params.parabola_shift_mm) + margin
     back = params.dp_scale_max * params.parabola_shift_mm + margin
     side = params.dp_scale_max * params.parabola_max_halfwidth_mm + margin
     before = (int(np.ceil(front / sy)), int(np.ceil(side / sx)))
     after = (int(np.ceil(back / sy)), int(np.ceil(side / sx)))
-    centres = np.nan_to_num(np.stack([lines.rows["H2"][slices], lines.columns["V3"][slices]], axis=1))
+    centres = np.nan_to_num(np.stack([lines.h2[slices], lines.v3[slices]], axis=1))
     mask_w, first = gather_windows(mask[slices], centres, before, after, False)
     hu_w, _ = gather_windows(hu[slices], centres, before, after, -1000)
     mgy, mgx = gradients(mask_w, params.gradient_sigma_mm, spacing_yx)
@@ -147,7 +148,7 @@ def fit_parabolas(mask: np.ndarray, hu: np.ndarray, lines, params, spacing_yx) -
     for k in slices:
         w = window_of[int(k)]
         offset = first[w].astype(float)
-        h1, h2, v3 = lines.rows["H1"][k], lines.rows["H2"][k], lines.columns["V3"][k]
+        h1, h2, v3 = lines.h1[k], lines.h2[k], lines.v3[k]
         height = (h2 - h1) * sy
         if not np.isfinite(v3) or height < 2.0 * sy:
             continue

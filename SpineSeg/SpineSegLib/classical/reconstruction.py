@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .morphology import SLICE_CONNECTIVITY_8, disk, keep_components_hit, per_slice
+from SpineSegLib.classical.morphology import SLICE_CONNECTIVITY_8, disk, keep_components_hit, per_slice
 
 
 def centerline_seed(shape, centres: np.ndarray, use: np.ndarray, radius_px: tuple[float, float]) -> np.ndarray:

@@ -1,7 +1,7 @@
 """What :func:`segment_spine` returns: the spine mask on the input grid and every intermediate.
 
 All positions are physical **LPS** millimetres (x to the patient's left, y posterior, z superior),
-the coordinates of :class:`SpineSegLib.image.Image`; Slicer shows RAS (negate x and y).
+the coordinates of :class:`SpineSegLib.core.image.Image`; Slicer shows RAS (negate x and y).
 
 Console use::
 
@@ -9,7 +9,8 @@ Console use::
     result.mask                      # Image, uint8, exactly the input's grid
     result.contrast                  # True when contrast-enhanced blood was found
     result.centerline_points_lps     # (N, 3) per-slice maxima of the localization map
-    result.slices[10]["lines"]["H1"] # [[x, y, z], [x, y, z]] segment of line H1 on that slice
+    result.slices[10].h1             # (2, 3) LPS segment of line H1 on that slice (a BoundingLines)
+    result.parabolas[0].dp_points    # (Q, 3) LPS DP points of a slice (a SliceParabola)
     result.save_intermediates("out/")
 """
 
@@ -21,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import OutputExistsError
-from ..image import Image, replaced_atomically, write_image
-from .params import ClassicalParams
+from SpineSegLib.core.files import check_force, write_text_atomic
+from SpineSegLib.core.image import Image, write_image
+from SpineSegLib.classical.geometry import BoundingLines, SliceParabola
+from SpineSegLib.classical.params import ClassicalParams
 
 MASK_FILES = {"mask": "spine_mask.nii.gz", "bone_mask": "bone_mask.nii.gz", "aorta_mask": "aorta_mask.nii.gz"}
 JSON_FILE = "intermediates.json"
@@ -43,14 +45,10 @@ class ClassicalResult:
     centerline_inliers: np.ndarray                # (N,) RANSAC inliers among them
     centerline_curve_lps: np.ndarray              # (M, 3) the fitted quadratic, one point per spine slice
     centerline_centres_lps: np.ndarray            # (M, 3) centres used as seeds (inlier maxima or the curve)
-    slices: list = field(default_factory=list)
-    """Per axial slice with bounding lines: ``{"slice": canonical slice index, "z_mm": LPS z,
-    "lines": {"H1": (2, 3) LPS segment, ..., "V6": ...}}``; H lines run from V1 to V6, V lines
-    from H1 to H3."""
-    parabolas: list = field(default_factory=list)
-    """Per slice with a parabola fit: ``{"slice", "z_mm", "centre": (3,), "halfwidth_mm",
-    "height_mm", "edge_score", "parabola": (Q, 3), "dp_points": (Q, 3)}``, all LPS; ``edge_score`` is
-    the mean directional gradient of the mask along the parabola (per mm; the lower, the clearer)."""
+    slices: list[BoundingLines] = field(default_factory=list)
+    """The bounding lines H1-H3, V1-V6 of each axial slice that has them (LPS segments)."""
+    parabolas: list[SliceParabola] = field(default_factory=list)
+    """The chosen parabola and the DP points of each slice with a parabola fit (LPS)."""
     timings: dict = field(default_factory=dict)   # seconds per step
     params: ClassicalParams = field(default_factory=ClassicalParams)
 
@@ -83,8 +81,8 @@ class ClassicalResult:
                 "fitted_curve": pts(self.centerline_curve_lps),
                 "centres": pts(self.centerline_centres_lps),
             },
-            "slices": plain(self.slices),
-            "parabolas": plain(self.parabolas),
+            "slices": plain([s.to_json_dict() for s in self.slices]),
+            "parabolas": plain([p.to_json_dict() for p in self.parabolas]),
             "timings_s": {k: round(float(v), 4) for k, v in self.timings.items()},
             "params": self.params.to_dict(),
         }
@@ -95,20 +93,19 @@ class ClassicalResult:
         directory = Path(directory)
         return [directory / name for name in MASK_FILES.values()] + [directory / JSON_FILE]
 
+    @classmethod
+    def check_intermediates(cls, directory, force: bool = False) -> list[Path]:
+        """The files :meth:`save_intermediates` writes; ``OutputExistsError`` when one exists and
+        ``force`` is false."""
+        return [check_force(path, force) for path in cls.intermediate_paths(directory)]
+
     def save_intermediates(self, directory, force: bool = False) -> list[Path]:
         """Write the masks (.nii.gz, on the input grid) and the geometry (intermediates.json, LPS mm)
         into ``directory``; nothing is written when one of the files exists and ``force`` is false."""
-        paths = self.intermediate_paths(directory)
-        if not force:
-            existing = [str(p) for p in paths if p.exists()]
-            if existing:
-                raise OutputExistsError(f"{existing[0]} exists; pass --force (force=True) to overwrite it")
+        paths = self.check_intermediates(directory, force)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         for attr, name in MASK_FILES.items():
             write_image(getattr(self, attr), directory / name, force=True)
-        target = directory / JSON_FILE
-        with replaced_atomically(target, ".json") as tmp:
-            with open(tmp, "w") as handle:
-                json.dump(self.to_json_dict(), handle, indent=1)
+        write_text_atomic(directory / JSON_FILE, json.dumps(self.to_json_dict(), indent=1))
         return paths

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
+from SpineSegLib.core.errors import InputError
 
 AIR_HU = -500.0          # air and lung lie below this in a CT in Hounsfield units
 MIN_AIR_FRACTION = 0.01  # a CT of the trunk has at least this much air around or inside the body

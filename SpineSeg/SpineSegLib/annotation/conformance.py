@@ -1,0 +1,132 @@
+"""Whether a label map fits its image: the same grid (or the same voxels in another axis order), label ids.
+
+Every label version of a dataset lies exactly on its image's grid. A label map saved on another
+grid is refused unless it holds the same voxels with permuted or flipped axes, which are mapped
+exactly (:func:`exactly_on_grid`); anything that would need interpolation could move vertebra
+borders and is refused with both grids described. Values must be non-negative integers (at most
+65535); ids outside the VerSe table are kept with a warning.
+
+Console use::
+
+    from SpineSegLib.core.image import read_image
+    from SpineSegLib.annotation.conformance import conform_label, image_grid
+    label, warnings = conform_label(read_image("edited.nii.gz"), image_grid("images/07.nii.gz"))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from SpineSegLib.core.errors import InputError
+from SpineSegLib.core.image import Image, read_image
+from SpineSegLib.core.labels import VERTEBRAE
+from SpineSegLib.core.orientation import to_canonical
+from SpineSegLib.core.resample import resample_to_grid
+
+#: ids a label map may hold without a warning (vertebrae, discs/endplates of vertebrae, spinal canal)
+KNOWN_IDS = set(VERTEBRAE) | {100 + v for v in VERTEBRAE} | {200 + v for v in VERTEBRAE} | {61}
+
+
+def label_ids(array: np.ndarray) -> list[int]:
+    """The non-zero values of an integer label array, sorted (bincount: ~50x faster than np.unique)."""
+    arr = np.asarray(array)
+    if arr.size == 0:
+        return []
+    if arr.dtype.kind in "ub" or (arr.dtype.kind == "i" and arr.min() >= 0):
+        counts = np.bincount(arr.ravel().astype(np.intp, copy=False))
+        return [int(v) for v in np.flatnonzero(counts) if v]
+    return [int(v) for v in np.unique(arr) if v]
+
+
+def describe_grid(image: Image) -> str:
+    """``"224x224x77 voxels of 1x1x3 mm, origin (..), axes LPS"`` (for error messages)."""
+    size = "x".join(str(s) for s in image.size)
+    spacing = "x".join(f"{s:g}" for s in image.spacing)
+    origin = ", ".join(f"{o:.2f}" for o in image.origin)
+    return f"{size} voxels of {spacing} mm, origin ({origin}), axes {image.orientation}"
+
+
+def exactly_on_grid(label: Image, reference: Image) -> Image | None:
+    """``label`` on ``reference``'s grid when the two hold the same voxels (axes permuted or
+    flipped allowed), else None. Never interpolates."""
+    if label.same_grid(reference):
+        return reference.with_array(label.array)
+    if sorted(label.shape) != sorted(reference.shape):
+        return None
+    a = to_canonical(label).image
+    b_shape_ref = to_canonical(reference.with_array(np.broadcast_to(np.uint8(0), reference.shape))).image
+    if not a.same_grid(b_shape_ref, tol=1e-3):
+        return None
+    return resample_to_grid(label, reference, label=True)  # exact: only flips / permutations
+
+
+def _on_reference_grid(label, reference: Image, what: str, warnings: list) -> Image:
+    if isinstance(label, np.ndarray):
+        if label.shape != reference.shape:
+            raise InputError(f"{what} has shape {label.shape[::-1]} (x, y, z) but the image has "
+                             f"{reference.shape[::-1]}; it must lie on the image's grid")
+        return reference.with_array(label)
+    if not isinstance(label, Image):
+        raise InputError(f"{what} must be an Image or a numpy array, not {type(label).__name__}")
+    mapped = exactly_on_grid(label, reference)
+    if mapped is None:
+        raise InputError(f"{what} lies on another grid than the image ({describe_grid(label)} vs "
+                         f"{describe_grid(reference)}); it would need interpolation, which could move "
+                         "vertebra borders. Save it on the image's grid (in Slicer: export the segmentation "
+                         "with the image as reference volume)")
+    if not label.same_grid(reference):
+        warnings.append(f"{what} had the image's voxels in another axis order ({label.orientation} vs "
+                        f"{reference.orientation}); mapped exactly")
+    return mapped
+
+
+def _integer_ids(arr: np.ndarray, what: str) -> np.ndarray:
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{what} holds NaN or infinite values")
+        rounded = np.rint(arr)
+        if not np.array_equal(rounded, arr):
+            raise InputError(f"{what} holds non-integer values (a probability map or an interpolated label map?)")
+        arr = rounded
+    if arr.size and arr.min() < 0:
+        raise InputError(f"{what} holds negative values ({int(arr.min())}); label ids are 0 (background) or positive")
+    top = int(arr.max()) if arr.size else 0
+    if top > 65535:
+        raise InputError(f"{what} holds ids up to {top}; at most 65535 are supported")
+    return arr.astype(np.uint8 if top < 256 else np.uint16, copy=False)
+
+
+def conform_label(label, reference: Image, what: str = "the label map") -> tuple[Image, list]:
+    """Check ``label`` (an Image, or an array on ``reference``'s grid) against the image grid and
+    return it there as uint8/uint16 plus a list of warnings. Raises :class:`InputError` when the
+    grid differs in a way that would need interpolation, or the values are not label ids."""
+    warnings: list = []
+    label = _on_reference_grid(label, reference, what, warnings)
+    arr = _integer_ids(np.asarray(label.array), what)
+    unknown = [v for v in label_ids(arr) if v not in KNOWN_IDS]
+    if unknown:
+        warnings.append(f"{what} holds ids outside the VerSe label table: {', '.join(map(str, unknown[:10]))}")
+    return reference.with_array(arr), warnings
+
+
+def image_grid(path) -> Image:
+    """The geometry of an image file without reading its voxels (an Image with a zero-stride array)."""
+    path = Path(path)
+    if path.is_dir():
+        return read_image(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise InputError(f"{path}: not a readable image") from None
+    size = reader.GetSize()
+    if len(size) != 3:
+        raise InputError(f"{path}: is a {len(size)}-D image; a 3-D volume is needed")
+    arr = np.broadcast_to(np.uint8(0), tuple(reversed(size)))
+    return Image(arr, reader.GetSpacing(), reader.GetOrigin(), np.array(reader.GetDirection()).reshape(3, 3))

@@ -1,1 +1,0 @@
-"""Subcommands of the ``spineseg`` command line, one module each (see ``SpineSegLib.cli``)."""

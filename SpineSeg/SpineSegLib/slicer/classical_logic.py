@@ -1,0 +1,318 @@
+"""The classical spine segmentation (Revy et al.) of a CT volume node, shown in the scene. Qt-free: the module
+``SpineSeg.py`` adds only widgets; runs in 3D Slicer and under ``slicer-core``.
+
+:meth:`ClassicalLogic.run` checks the input, runs :func:`~SpineSegLib.classical.segment_spine` (with a
+:class:`~SpineSegLib.core.progress.Progress` the GUI ties to its progress bar and Cancel button), then adds in one
+scene transaction (a failure or a cancel adds nothing):
+
+* a segmentation with one segment "Spine" (terminology: vertebral column) on the input's grid;
+* the spine centerline (the fitted curve, one control point per axial slice) as a markups curve;
+* the current axial slice's bounding lines H1-H3 / V1-V6 (markups curves), fitted parabola (curve) and DP
+  contour points (point list), in a subject-hierarchy folder: :meth:`ClassicalLogic.show_slice` moves
+  them to the axial slice nearest to a position, :meth:`ClassicalLogic.follow_slice_node` does it
+  whenever the user scrolls a slice view (the red one in the module);
+* with a reference segmentation or label map, a metrics table (IoU, DSC, HD95, ASSD, volumes) exactly as
+  :func:`~SpineSegLib.evaluation.metrics.evaluate_binary_images` computes them.
+
+Console use (Slicer's Python console)::
+
+    from SpineSegLib.slicer.classical_logic import ClassicalLogic
+    logic = ClassicalLogic(slicer.mrmlScene)
+    out = logic.run(getNode("CTChest"), {"bone_threshold_hu": 180})
+    out.segmentation, out.centerline          # nodes
+    logic.follow_slice_node(out, getNode("vtkMRMLSliceNodeRed"))   # lines follow the red slice view
+    logic.export_labelmap(out, "spine.nii.gz")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import slicer
+import vtk
+
+from SpineSegLib.core.errors import InputError
+from SpineSegLib.core.image import Image, write_image
+from SpineSegLib.core.label_files import REGION_CONTEXT, TERMINOLOGY_CONTEXT
+from SpineSegLib.slicer.common import check_volume_node, reference_image, rows_for_table
+from SpineSegLib.slicer.markups import add_curve, add_points, set_control_points
+from SpineSegLib.slicer.scene import add_folder, remove_nodes, scene_transaction, subject_hierarchy_item
+from SpineSegLib.slicer.segmentations import labelmap_to_segmentation, segmentation_to_image
+from SpineSegLib.slicer.storage import save_node
+from SpineSegLib.slicer.tables import add_table
+from SpineSegLib.slicer.volumes import ras_to_lps
+
+SPINE_LABEL = 255           # the spine segment's id (outside the vertebra table, so it is never coded as one)
+SPINE_COLOUR = (0.95, 0.85, 0.55)
+SPINE_TERMINOLOGY = (f"{TERMINOLOGY_CONTEXT}~SCT^123037004^Anatomical Structure~SCT^421060004^Vertebral column"
+                     f"~^^~{REGION_CONTEXT}~^^~^^")
+LINE_NAMES = ("H1", "H2", "H3", "V1", "V2", "V3", "V4", "V5", "V6")
+H_COLOUR, V_COLOUR = (0.1, 0.9, 0.9), (0.95, 0.5, 0.9)
+PARABOLA_COLOUR, DP_COLOUR, CENTERLINE_COLOUR = (0.3, 1.0, 0.3), (1.0, 0.3, 0.3), (1.0, 0.85, 0.1)
+
+
+@dataclass
+class SliceDisplay:
+    """The markups that show one axial slice's intermediates (moved by ``show_slice``)."""
+
+    folder: int
+    lines: dict                      # H1 ... V6 -> markups curve (2 points)
+    parabola: object                 # markups curve
+    dp_points: object                # markups point list
+    slice_index: Optional[int] = None
+
+    def nodes(self) -> list:
+        return [*self.lines.values(), self.parabola, self.dp_points]
+
+
+@dataclass
+class ClassicalOutputs:
+    """What :meth:`ClassicalLogic.run` added to the scene, and the backend's result."""
+
+    segmentation: object
+    centerline: object
+    slice_display: SliceDisplay
+    result: object                   # ClassicalResult
+    volume_node: object
+    metrics_table: object = None
+    metrics: dict = field(default_factory=dict)
+    observers: list = field(default_factory=list)    # (node, tag) of slice-following observers
+
+    @property
+    def nodes(self) -> list:
+        extra = [self.metrics_table] if self.metrics_table is not None else []
+        return [self.segmentation, self.centerline, *self.slice_display.nodes(), *extra]
+
+
+def classical_params_class():
+    """:class:`~SpineSegLib.classical.params.ClassicalParams`, also before the pipeline's own dependencies are
+    installed: the module's parameter node takes its defaults from it when the module opens, and ``params.py``
+    (plain dataclasses) imports nothing else (the ``classical`` package loads the pipeline only on first use)."""
+    from SpineSegLib.classical.params import ClassicalParams
+
+    return ClassicalParams
+
+
+def classical_default(name: str):
+    """The default of classical parameter ``name`` (see :func:`classical_params_class`)."""
+    return getattr(classical_params_class()(), name)
+
+
+def classical_params(values=None):
+    """A :class:`~SpineSegLib.classical.ClassicalParams` from None, a ClassicalParams, a dict or any object
+    with attributes named like its fields (e.g. the module's parameter node); other attributes are ignored."""
+    from dataclasses import fields
+
+    from SpineSegLib.classical.params import ClassicalParams
+
+    if values is None:
+        return ClassicalParams()
+    if isinstance(values, ClassicalParams):
+        return values
+    names = {f.name: f.type for f in fields(ClassicalParams)}
+    if isinstance(values, dict):
+        unknown = set(values) - set(names)
+        if unknown:
+            raise InputError(f"unknown classical parameter(s): {', '.join(sorted(unknown))}")
+        return ClassicalParams(**values)
+    given = {}
+    defaults = ClassicalParams()
+    for name in names:
+        if hasattr(values, name):
+            value = getattr(values, name)
+            given[name] = type(getattr(defaults, name))(value)
+    return ClassicalParams(**given)
+
+
+class ClassicalLogic:
+    """Classical spine segmentation of volume nodes in a scene (module docstring: console use)."""
+
+    def __init__(self, scene=None):
+        self.scene = scene if scene is not None else slicer.mrmlScene
+
+    def check_input(self, volume_node) -> Image:
+        """The input as an Image, or an InputError naming the problem (nothing selected, a label map, a
+        segmentation, a single slice ...); the CT-specific checks follow in the pipeline."""
+        return check_volume_node(volume_node, min_slices=2)
+
+    def run(self, volume_node, params=None, progress=None, reference_node=None, name: Optional[str] = None,
+            slice_position_lps=None) -> ClassicalOutputs:
+        """Segment the spine of ``volume_node`` and show the result (module docstring). ``params``: None, a
+        ClassicalParams, a dict or an object with such attributes. Raises InputError / NoSpineFoundError /
+        Cancelled before anything is added to the scene."""
+        from SpineSegLib.classical import segment_spine
+
+        image = self.check_input(volume_node)
+        params = classical_params(params)
+        reference = reference_image(reference_node, volume_node) if reference_node is not None else None
+        result = segment_spine(image, params, progress)
+        base = name or f"{volume_node.GetName()} spine"
+        with scene_transaction(self.scene):
+            segmentation = self.add_segmentation(result.mask, volume_node, base)
+            centerline = add_curve(self.scene, result.centerline_curve_lps, base + " centerline",
+                                   colour=CENTERLINE_COLOUR, next_to=volume_node, locked=True)
+            display = self._add_slice_display(base, volume_node)
+            out = ClassicalOutputs(segmentation, centerline, display, result, volume_node)
+            if slice_position_lps is None:
+                middle = result.slices[len(result.slices) // 2] if result.slices else None
+                slice_position_lps = np.mean(middle.h1, axis=0) if middle else None
+            if slice_position_lps is not None:
+                self.show_slice(out, slice_position_lps)
+            if reference is not None:
+                self._add_metrics(out, reference, base)
+        return out
+
+    # -- results in the scene ------------------------------------------------------------------------------
+    def add_segmentation(self, mask: Image, volume_node, name: str):
+        """A segmentation with the one segment "Spine" from a 0/1 mask on the input's grid."""
+        labels = mask.with_array(np.where(np.asarray(mask.array) > 0, SPINE_LABEL, 0).astype(np.uint8))
+        node = labelmap_to_segmentation(self.scene, labels, reference_volume=volume_node, name=name)
+        segmentation = node.GetSegmentation()
+        for i in range(segmentation.GetNumberOfSegments()):
+            segment = segmentation.GetNthSegment(i)
+            segment.SetName("Spine")
+            segment.SetColor(*SPINE_COLOUR)
+            segment.SetTerminology(SPINE_TERMINOLOGY)
+        return node
+
+    def _add_slice_display(self, base: str, volume_node) -> SliceDisplay:
+        folder = add_folder(self.scene, base + " slice", next_to=volume_node)
+        placeholder = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+        lines = {}
+        for n in LINE_NAMES:
+            node = add_curve(self.scene, placeholder, n, colour=H_COLOUR if n.startswith("H") else V_COLOUR,
+                             locked=True, parent_item=folder)
+            lines[n] = node
+        parabola = add_curve(self.scene, placeholder, "parabola", colour=PARABOLA_COLOUR, locked=True,
+                             parent_item=folder)
+        dp = add_points(self.scene, np.zeros((0, 3)), "DP points", colour=DP_COLOUR, locked=True)
+        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(self.scene)
+        sh.SetItemParent(subject_hierarchy_item(dp), folder)
+        for node in [*lines.values(), parabola, dp]:
+            node.GetDisplayNode().SetVisibility(False)
+        return SliceDisplay(folder, lines, parabola, dp)
+
+    def _add_metrics(self, out: ClassicalOutputs, reference: Image, base: str) -> None:
+        from SpineSegLib.evaluation.metrics import evaluate_binary_images
+
+        metrics = evaluate_binary_images(out.result.mask, reference)
+        out.metrics = metrics
+        out.metrics_table = add_table(self.scene, rows_for_table([metrics]), base + " metrics",
+                                      next_to=out.volume_node, descriptions=METRIC_DESCRIPTIONS)
+
+    def evaluate(self, out: ClassicalOutputs, reference_node) -> object:
+        """(Re)compute the metrics table of a result against a reference segmentation or label map."""
+        reference = reference_image(reference_node, out.volume_node)
+        with scene_transaction(self.scene):
+            remove_nodes(out.metrics_table)
+            out.metrics_table = None
+            self._add_metrics(out, reference, out.segmentation.GetName())
+        return out.metrics_table
+
+    # -- the current slice -----------------------------------------------------------------------------------
+    def nearest_slice(self, out: ClassicalOutputs, plane_point_lps, plane_normal_lps=(0.0, 0.0, 1.0),
+                      tolerance_mm: Optional[float] = None):
+        """``(index into result.slices, signed distances)`` of the slice nearest to the plane through
+        ``plane_point_lps`` with ``plane_normal_lps`` (None when none lies within ``tolerance_mm``, default
+        half the slice spacing)."""
+        slices = out.result.slices
+        if not slices:
+            return None
+        p = np.asarray(plane_point_lps, float)
+        n = np.asarray(plane_normal_lps, float)
+        n = n / np.linalg.norm(n)
+        centres = np.array([np.mean(s.h1, axis=0) for s in slices])
+        distances = (centres - p) @ n
+        best = int(np.argmin(np.abs(distances)))
+        if tolerance_mm is None:
+            z = sorted(float(s.z_mm) for s in slices)
+            steps = np.diff(z)
+            tolerance_mm = 0.5 * float(np.median(steps[steps > 0])) + 1e-3 if np.any(steps > 0) else 1.0
+        if abs(distances[best]) > tolerance_mm:
+            return None
+        return best
+
+    def show_slice(self, out: ClassicalOutputs, plane_point_lps, plane_normal_lps=(0.0, 0.0, 1.0)) -> Optional[int]:
+        """Show the bounding lines, parabola and DP points of the axial slice nearest to the plane (projected
+        onto the plane, so a slice view shows them); hide them when no slice of the result is near. Returns
+        the index into ``result.slices`` shown, or None."""
+        display = out.slice_display
+        best = self.nearest_slice(out, plane_point_lps, plane_normal_lps)
+        nodes = display.nodes()
+        if best is None:
+            for node in nodes:
+                node.GetDisplayNode().SetVisibility(False)
+            display.slice_index = None
+            return None
+        entry = out.result.slices[best]
+        p = np.asarray(plane_point_lps, float)
+        n = np.asarray(plane_normal_lps, float) / np.linalg.norm(plane_normal_lps)
+
+        def on_plane(points):
+            points = np.asarray(points, float).reshape(-1, 3)
+            return points - np.outer((points - p) @ n, n)
+
+        for name, node in display.lines.items():
+            set_control_points(node, on_plane(entry.segments()[name]))
+            node.GetDisplayNode().SetVisibility(True)
+        fit = next((f for f in out.result.parabolas if f.slice_index == entry.slice_index), None)
+        for node, key in ((display.parabola, "parabola"), (display.dp_points, "dp_points")):
+            points = getattr(fit, key) if fit else None
+            if points is not None and len(points):
+                set_control_points(node, on_plane(points))
+                node.GetDisplayNode().SetVisibility(True)
+            else:
+                node.GetDisplayNode().SetVisibility(False)
+        display.slice_index = best
+        return best
+
+    def follow_slice_node(self, out: ClassicalOutputs, slice_node) -> None:
+        """Keep the slice markups on the slice ``slice_node`` shows (its ModifiedEvent: scrolling, moving)."""
+        self.stop_following(out)
+
+        def update(caller, event=None):
+            m = caller.GetSliceToRAS()
+            normal_ras = np.array([m.GetElement(r, 2) for r in range(3)])
+            point_ras = np.array([m.GetElement(r, 3) for r in range(3)])
+            self.show_slice(out, ras_to_lps(point_ras), ras_to_lps(normal_ras))
+
+        tag = slice_node.AddObserver(vtk.vtkCommand.ModifiedEvent, update)
+        out.observers.append((slice_node, tag))
+        update(slice_node)
+
+    def stop_following(self, out: ClassicalOutputs) -> None:
+        for node, tag in out.observers:
+            node.RemoveObserver(tag)
+        out.observers.clear()
+
+    # -- export -----------------------------------------------------------------------------------------------
+    def export_labelmap(self, out: ClassicalOutputs, path, force: bool = False):
+        """The spine as a 0/1 mask file on the input's grid (as ``spineseg classical`` writes it), taken from the
+        segmentation node -- so the user's edits in the Segment Editor are exported."""
+        ids = segmentation_to_image(out.segmentation, out.volume_node)
+        return write_image(ids.with_array((ids.array > 0).astype(np.uint8)), path, force=force)
+
+    def export_table(self, out: ClassicalOutputs, path, force: bool = False):
+        if out.metrics_table is None:
+            raise InputError("there is no metrics table yet: choose a reference and evaluate first")
+        return save_node(out.metrics_table, path, force=force)
+
+    def remove(self, out: ClassicalOutputs) -> None:
+        """Remove a result's nodes (e.g. before running again)."""
+        self.stop_following(out)
+        remove_nodes(*out.nodes)
+        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(self.scene)
+        if out.slice_display.folder:
+            sh.RemoveItem(out.slice_display.folder, False, True)
+
+
+METRIC_DESCRIPTIONS = {
+    "iou": "intersection over union (Jaccard) with the reference",
+    "dsc": "Dice similarity coefficient",
+    "hd95_mm": "95th-percentile symmetric Hausdorff distance between the surfaces",
+    "assd_mm": "average symmetric surface distance (Heimann et al. 2009)",
+    "pred_volume_ml": "volume of the segmentation",
+    "ref_volume_ml": "volume of the reference",
+}

@@ -1,0 +1,385 @@
+"""Long work in a child process, so that 3D Slicer's GUI never freezes (Qt-free; also used by scripts).
+
+:class:`BackgroundProcess` starts a command with :class:`subprocess.Popen` (not Slicer's
+``launchConsoleProcess``, which needs ``slicer.app``), reads the child's merged stdout/stderr on a
+reader thread, and is advanced by :meth:`BackgroundProcess.poll` -- in Slicer from a ``QTimer`` on
+the GUI thread, in scripts from :meth:`BackgroundProcess.wait`. All callbacks and the result import
+run inside ``poll``, i.e. on the caller's thread; the reader thread only queues lines.
+
+States::
+
+    idle --start()--> running --child exits 0--> importing --finish() ok--> done
+                         |                           '--finish() raises--> failed
+                         |--child exits != 0--> failed (the child's one-line error as the message)
+                         '--cancel()--> cancelled (the whole process tree is killed)
+
+The child's output is forced to UTF-8 without colour codes (``PYTHONUTF8``, ``PYTHONIOENCODING``,
+``NO_COLOR``, ``TERM=dumb``) and unbuffered, and ``SpineSegLib``'s parent folder is put first on
+``PYTHONPATH`` so that ``python -m SpineSegLib`` runs this very copy (in Slicer: ``PythonSlicer``).
+
+Progress protocol: one line per update, either a JSON object ``{"progress": 0.42, "message":
+"traversal"}`` or the ``spineseg`` CLI's console lines ``[ 42%] traversal`` (``[    ] text`` for a
+message without a fraction); ``spineseg: error: <message>`` is the failure message. Everything else
+is kept in :attr:`BackgroundProcess.output` (shown in the log). ``spineseg iis --steps-dir`` writes one
+JSON file per traversal step, which :class:`StepsFolder` reads while the child runs (the patch box
+is shown live).
+
+Console use::
+
+    from SpineSegLib.slicer import process as background
+    cmd = background.spineseg_command("iis", "ct.nii.gz", "-o", "out.nii.gz", "--model", "m.pt")
+    task = background.BackgroundProcess(cmd, on_progress=lambda f, m: print(f, m))
+    task.start()
+    task.wait()                      # or: a QTimer calling task.poll()
+    task.state, task.message         # 'done', ...
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from SpineSegLib.core.errors import SpineSegError
+
+log = logging.getLogger(__name__)
+
+IDLE, RUNNING, IMPORTING, DONE, FAILED, CANCELLED = "idle", "running", "importing", "done", "failed", "cancelled"
+FINISHED = (DONE, FAILED, CANCELLED)
+
+_CONSOLE_PROGRESS = re.compile(r"^\[\s*(\d{1,3})%\]\s?(.*)$")
+_CONSOLE_MESSAGE = re.compile(r"^\[\s{4}\]\s?(.*)$")
+_ERROR = re.compile(r"^spineseg: error: (.*)$")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+#: the folder holding the SpineSegLib package (put on the child's PYTHONPATH)
+LIB_PARENT = str(Path(__file__).resolve().parents[2])   # the folder holding SpineSegLib
+
+
+class BackgroundError(SpineSegError):
+    """The child process could not be started, or failed."""
+
+
+def parse_progress(line: str) -> Optional[tuple[float, str]]:
+    """``(fraction, message)`` of a progress line (fraction NaN when it has none), else None."""
+    line = _ANSI.sub("", line).rstrip("\r\n")
+    if line.startswith("{"):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            return None
+        if isinstance(data, dict) and ("progress" in data or "fraction" in data):
+            value = data.get("progress", data.get("fraction"))
+            fraction = float(value) if isinstance(value, (int, float)) and value is not None else math.nan
+            return fraction, str(data.get("message", data.get("step", "")))
+        return None
+    m = _CONSOLE_PROGRESS.match(line)
+    if m:
+        return min(int(m.group(1)), 100) / 100.0, m.group(2)
+    m = _CONSOLE_MESSAGE.match(line)
+    if m:
+        return math.nan, m.group(1)
+    return None
+
+
+def parse_error(line: str) -> Optional[str]:
+    """The message of a ``spineseg: error: ...`` line, else None."""
+    m = _ERROR.match(_ANSI.sub("", line).strip())
+    return m.group(1) if m else None
+
+
+def python_executable() -> str:
+    """The Python to run children with: ``PythonSlicer`` inside 3D Slicer (Slicer's own ``sys.executable``
+    is the application), else this interpreter."""
+    exe = Path(sys.executable)
+    if exe.stem.lower().startswith("slicer"):
+        found = shutil.which("PythonSlicer") or shutil.which("PythonSlicer", path=str(exe.parent))
+        if found:
+            return found
+    return sys.executable
+
+
+def spineseg_command(*arguments, python: Optional[str] = None) -> list[str]:
+    """``[python, "-m", "SpineSegLib", *arguments]`` -- the ``spineseg`` CLI of this very copy."""
+    return [python or python_executable(), "-m", "SpineSegLib", *[str(a) for a in arguments]]
+
+
+def child_environment(threads: Optional[int] = None, extra: Optional[dict] = None) -> dict:
+    """The child's environment: UTF-8, unbuffered, no colour, this SpineSegLib first on PYTHONPATH."""
+    env = dict(os.environ)
+    env.update(PYTHONUTF8="1", PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1", NO_COLOR="1", TERM="dumb")
+    env.pop("FORCE_COLOR", None)
+    env.pop("PYTHONSTARTUP", None)
+    paths = [LIB_PARENT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != LIB_PARENT]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(int(threads))
+    env.update(extra or {})
+    return env
+
+
+def kill_process_tree(process: subprocess.Popen, grace_s: float = 2.0) -> None:
+    """End ``process`` and every process it started (it was started in its own process group/session)."""
+    if process.poll() is not None:
+        return
+    if os.name == "nt":
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, check=False)
+    else:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a process that survives SIGKILL
+        log.error("process %s did not end", process.pid)
+
+
+class BackgroundProcess:
+    """One child process and its state machine (see the module docstring).
+
+    ``finish(task)`` imports the result once the child exited with status 0 (on the thread that calls
+    :meth:`poll`); its return value becomes :attr:`result`. It must leave the scene as it was when it
+    raises. ``cleanup`` paths (temporary folders) are removed when the task ends, whatever the end.
+    """
+
+    def __init__(self, command: list[str], *, env: Optional[dict] = None, cwd=None,
+                 finish: Optional[Callable[["BackgroundProcess"], object]] = None,
+                 on_progress: Optional[Callable[[float, str], None]] = None,
+                 on_line: Optional[Callable[[str], None]] = None,
+                 on_state: Optional[Callable[[str], None]] = None,
+                 on_poll: Optional[Callable[["BackgroundProcess"], None]] = None,
+                 cleanup=(), name: str = "SpineSeg"):
+        self.command = [str(c) for c in command]
+        self.env = env if env is not None else child_environment()
+        self.cwd = cwd
+        self.finish = finish
+        self.on_progress = on_progress
+        self.on_line = on_line
+        self.on_state = on_state
+        self.on_poll = on_poll
+        self.cleanup_paths = [Path(p) for p in cleanup]
+        self.name = name
+        self.state = IDLE
+        self.message = ""
+        self.fraction = 0.0
+        self.output: list[str] = []
+        self.result = None
+        self.returncode: Optional[int] = None
+        self.started_at: Optional[float] = None
+        self.ended_at: Optional[float] = None
+        self._process: Optional[subprocess.Popen] = None
+        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        self._reader: Optional[threading.Thread] = None
+        self._error: Optional[str] = None
+
+    # -- state ----------------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def elapsed_s(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.ended_at or time.monotonic()) - self.started_at
+
+    def _set_state(self, state: str, message: Optional[str] = None) -> None:
+        self.state = state
+        if message is not None:
+            self.message = message
+        if state in FINISHED:
+            self.ended_at = time.monotonic()
+            self._cleanup()
+        if self.on_state is not None:
+            self.on_state(state)
+
+    # -- running ----------------------------------------------------------------------------------
+    def start(self) -> "BackgroundProcess":
+        if self.state != IDLE:
+            raise BackgroundError(f"{self.name}: already started (state {self.state})")
+        kwargs = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env,
+                      cwd=self.cwd, text=True, encoding="utf-8", errors="replace", bufsize=1)
+        if os.name == "nt":
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        else:
+            kwargs["start_new_session"] = True      # its own process group: cancel kills the whole tree
+        log.info("%s: starting %s", self.name, subprocess.list2cmdline(self.command))
+        try:
+            self._process = subprocess.Popen(self.command, **kwargs)
+        except OSError as exc:
+            self._set_state(FAILED, f"{self.name}: could not start {self.command[0]!r}: {exc}")
+            raise BackgroundError(self.message) from None
+        self.started_at = time.monotonic()
+        self._reader = threading.Thread(target=self._read, name=f"{self.name} output", daemon=True)
+        self._reader.start()
+        self._set_state(RUNNING, "started")
+        return self
+
+    def _read(self) -> None:
+        stream = self._process.stdout
+        try:
+            for line in stream:
+                self._lines.put(line.rstrip("\r\n"))
+        except (OSError, ValueError):   # the pipe was closed by a kill
+            pass
+        finally:
+            self._lines.put(None)
+
+    def _drain(self) -> bool:
+        """Handle queued lines; True once the reader has seen the end of the output."""
+        ended = False
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                return ended
+            if line is None:
+                ended = True
+                continue
+            self._handle_line(line)
+
+    def _handle_line(self, line: str) -> None:
+        line = _ANSI.sub("", line)
+        self.output.append(line)
+        if self.on_line is not None:
+            self.on_line(line)
+        error = parse_error(line)
+        if error is not None:
+            self._error = error
+            return
+        progress = parse_progress(line)
+        if progress is not None:
+            fraction, message = progress
+            if not math.isnan(fraction):
+                self.fraction = fraction
+            if message:
+                self.message = message
+            if self.on_progress is not None:
+                self.on_progress(fraction, message)
+
+    def poll(self) -> str:
+        """Advance the task: handle new output, notice the child's end, import the result. Returns the state."""
+        if self.state != RUNNING:
+            return self.state
+        ended = self._drain()
+        if self.on_poll is not None:
+            self.on_poll(self)
+        if self.state != RUNNING:          # on_poll may have cancelled
+            return self.state
+        code = self._process.poll()
+        if code is None:
+            return self.state
+        if not ended and self._reader is not None:
+            self._reader.join(5)
+            self._drain()
+        self.returncode = code
+        if code != 0:
+            tail = "; ".join(line for line in self.output[-5:] if line.strip())
+            self._set_state(FAILED, self._error or f"{self.name} failed (exit status {code}): {tail or 'no output'}")
+            return self.state
+        self.fraction = 1.0
+        self._set_state(IMPORTING, "importing the result")
+        try:
+            self.result = self.finish(self) if self.finish is not None else None
+        except SpineSegError as exc:
+            self._set_state(FAILED, str(exc))
+        except Exception as exc:  # an import failure must end the task, never leave it "importing"
+            log.exception("%s: importing the result failed", self.name)
+            self._set_state(FAILED, f"importing the result failed: {type(exc).__name__}: {exc}")
+        else:
+            self._set_state(DONE, "done")
+        return self.state
+
+    def wait(self, timeout: Optional[float] = None, interval: float = 0.05) -> str:
+        """Poll until the task ends (scripts; the GUI uses a timer). Raises TimeoutError after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() in (RUNNING, IDLE):
+            if self.state == IDLE:
+                raise BackgroundError(f"{self.name}: not started")
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} still running after {timeout} s")
+            time.sleep(interval)
+        return self.state
+
+    def cancel(self) -> bool:
+        """Kill the child and everything it started; False when there was nothing to cancel."""
+        if self.state != RUNNING:
+            return False
+        kill_process_tree(self._process)
+        if self._reader is not None:
+            self._reader.join(5)
+        self._drain()
+        self.returncode = self._process.returncode
+        self._set_state(CANCELLED, "cancelled")
+        return True
+
+    def _cleanup(self) -> None:
+        if self._process is not None and self._process.stdout is not None:
+            try:
+                self._process.stdout.close()
+            except OSError:
+                pass
+        for path in self.cleanup_paths:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def raise_for_state(self) -> None:
+        """Raise :class:`BackgroundError` (``Cancelled`` for a cancelled task) unless the task is done."""
+        if self.state == DONE:
+            return
+        if self.state == CANCELLED:
+            from SpineSegLib.core.progress import Cancelled
+
+            raise Cancelled(f"{self.name}: cancelled by the user")
+        raise BackgroundError(self.message or f"{self.name}: {self.state}")
+
+
+class StepsFolder:
+    """Reads the ``step_NNNN.json`` files ``spineseg iis --steps-dir`` writes, while the child runs.
+
+    A file is read once the next one exists (or when ``final``), so a half-written file is never read.
+    """
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.seen = 0
+
+    def new_steps(self, final: bool = False) -> list[dict]:
+        if not self.folder.is_dir():
+            return []
+        indices = sorted(int(p.stem[5:]) for p in self.folder.glob("step_[0-9]*.json") if p.stem[5:].isdigit())
+        ready = [i for i in indices if i > self.seen and (final or i < indices[-1])]
+        out = []
+        for i in ready:
+            path = self.folder / f"step_{i:04d}.json"
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                break
+            if record.get("fragment_file"):
+                record["fragment_path"] = str(self.folder / record["fragment_file"])
+            out.append(record)
+            self.seen = i
+        return out
