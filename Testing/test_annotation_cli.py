@@ -76,13 +76,13 @@ def test_init_status_save_relabel_review(ds_dir, tmp_path, capsys):
     rows = [line.split() for line in out.splitlines()[4:]]
     assert [(r[0], r[1], r[2]) for r in rows] == [("10", "reviewed", "1"), ("12", "reviewed", "2")]
     assert rows[1][-1] == "validation"
-    assert (tmp_path / "s.csv").read_text().splitlines()[0] == "case,status,version,model,saved_by,date,split"
+    assert (tmp_path / "s.csv").read_text(encoding="utf-8").splitlines()[0] == "case,status,version,model,saved_by,date,split"
 
 
 def test_export_and_check(ds_dir, tmp_path, capsys):
     code, out, _ = run(capsys, "dataset", "export", ds_dir, "--format", "nnunet", "-o", tmp_path / "nn")
     assert code == 0 and "exported 2 case(s) as nnunet" in out
-    dj = json.loads((tmp_path / "nn" / "dataset.json").read_text())
+    dj = json.loads((tmp_path / "nn" / "dataset.json").read_text(encoding="utf-8"))
     assert dj["labels"]["L5"] == 24 and dj["channel_names"]["0"] == "MR"
     # exporting again into the same folder is refused, and nothing there changes
     before = snapshot(tmp_path / "nn")
@@ -109,9 +109,10 @@ def test_export_and_check(ds_dir, tmp_path, capsys):
 def test_errors_are_one_line_and_change_nothing(ds_dir, tmp_path, capsys):
     before = snapshot(ds_dir)
     coarse = resample_to_spacing(read_image(data_path(MYO, "10_vb.nii.gz")), (2.0, 2.0, 2.0), label=True)
+    coarse.origin = tuple(np.add(coarse.origin, 500.0))      # elsewhere in space: refused, not resampled
     write_image(coarse, tmp_path / "coarse.nii.gz")
     cases = [
-        (("dataset", "save", ds_dir, "10", tmp_path / "coarse.nii.gz"), "another grid"),
+        (("dataset", "save", ds_dir, "10", tmp_path / "coarse.nii.gz"), "do not share a grid"),
         (("dataset", "save", ds_dir, "99", tmp_path / "coarse.nii.gz"), "no case '99'"),
         (("dataset", "save", ds_dir, "10", tmp_path / "missing.nii.gz"), "no such file"),
         (("dataset", "relabel", ds_dir, "10", "--vertebra", "T3", "--as", "L1"), "has no T3"),

@@ -98,10 +98,11 @@ def test_init_refuses_bad_input_and_leaves_nothing(tmp_path):
         create_dataset(tmp_path / "a", [str(tmp_path / "nothing_*.nii.gz")])
     with pytest.raises(InputError, match="no image gives the case name"):
         create_dataset(tmp_path / "b", [str(myo(1))], [str(myo(2, "vb"))])
-    # a label map on another grid: refused with the reason, and no half-built dataset is left behind
+    # a label map on a grid elsewhere in space: refused with the reason, and no half-built dataset is left behind
     other = resample_to_spacing(read_image(myo(1, "vb")), (2.0, 2.0, 2.0), label=True)
+    other.origin = tuple(np.add(other.origin, (0.0, 150.0, 0.0)))
     write_image(other, tmp_path / "labels" / "01_vb.nii.gz")
-    with pytest.raises(InputError, match="another grid"):
+    with pytest.raises(InputError, match="do not share a grid and their fields of view overlap by only"):
         create_dataset(tmp_path / "c", [str(myo(1))], [str(tmp_path / "labels" / "01_vb.nii.gz")])
     assert not (tmp_path / "c").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".c.init")]
@@ -109,7 +110,7 @@ def test_init_refuses_bad_input_and_leaves_nothing(tmp_path):
     (tmp_path / "d" / "x.txt").write_text("keep me")
     with pytest.raises(OutputExistsError):
         create_dataset(tmp_path / "d", [str(myo(1))])
-    assert (tmp_path / "d" / "x.txt").read_text() == "keep me"
+    assert (tmp_path / "d" / "x.txt").read_text(encoding="utf-8") == "keep me"
 
 
 def test_init_from_a_dicom_folder_and_ct_correction(tmp_path):
@@ -148,7 +149,7 @@ def test_corrections_become_new_versions_and_never_overwrite(mr_dataset):
     assert 24 not in np.unique(ds.load_case("01", version=2).labels.array)
     assert np.array_equal(ds.load_case("01").labels.array, labels.array)
     # sidecars repeat the manifest entries
-    side = json.loads((ds.root / "labels" / "01" / "v002.json").read_text())
+    side = json.loads((ds.root / "labels" / "01" / "v002.json").read_text(encoding="utf-8"))
     assert side["user"] == "anna" and side["version"] == 2 and side["sha256"] == e.version(2)["sha256"]
     # a save started from an older version records that someone else saved in between
     ds.save_correction("01", labels, user="carl", based_on=2)
@@ -174,16 +175,14 @@ def test_predictions_never_replace_annotations(mr_dataset):
     assert ds.save_prediction("04", labels, model, redo=True) == 3
 
 
-def test_label_map_on_another_grid_is_refused_and_permuted_axes_are_mapped_exactly(mr_dataset):
+def test_label_map_on_another_grid_is_resampled_or_refused_and_permuted_axes_are_mapped_exactly(mr_dataset):
     ds = mr_dataset
     image, labels, _ = ds.load_case("02")
     snapshot = files_of(ds.root)
-    coarse = resample_to_spacing(labels, (2.0, 2.0, 2.0), label=True)
-    with pytest.raises(InputError, match="another grid.*interpolation"):
-        ds.save_correction("02", coarse)
-    shifted = Image(labels.array, labels.spacing, np.asarray(labels.origin) + 0.4, labels.direction)
-    with pytest.raises(InputError, match="another grid"):
-        ds.save_correction("02", shifted)
+    away = Image(labels.array, labels.spacing, np.asarray(labels.origin) + 300.0, labels.direction)
+    with pytest.raises(InputError, match="label map for case 02 and the image do not share a grid and do not "
+                                         "overlap in space at all: are they the same scan"):
+        ds.save_correction("02", away)
     with pytest.raises(InputError, match="non-integer"):
         ds.save_correction("02", labels.array.astype(np.float32) + 0.5)
     with pytest.raises(InputError, match="shape"):
@@ -200,6 +199,16 @@ def test_label_map_on_another_grid_is_refused_and_permuted_axes_are_mapped_exact
     v = ds.save_correction("02", permuted, user="anna")
     assert np.array_equal(ds.load_case("02").labels.array, labels.array)
     assert "another axis order" in " ".join(ds.case("02").version(v)["warnings"])
+    # another grid over the same field of view: resampled (nearest neighbour), and the version says so
+    coarse = resample_to_spacing(labels, (2.0, 2.0, 2.0), label=True)
+    v = ds.save_correction("02", coarse, user="anna")
+    saved = ds.load_case("02").labels
+    assert saved.same_grid(image) and set(np.unique(saved.array)) == set(np.unique(labels.array))
+    assert 2 * np.count_nonzero((saved.array > 0) & (labels.array > 0)) / \
+        (np.count_nonzero(saved.array) + np.count_nonzero(labels.array)) > 0.9
+    warning = " ".join(ds.case("02").version(v)["warnings"])
+    assert "resampled the label map for case 02 onto the image's grid (nearest neighbour; spacing 2x2x2 -> 1x1x1" \
+        in warning and "fields of view overlap 98 %" in warning
 
 
 # -- concurrency and crashes -------------------------------------------------------------------------------
@@ -257,7 +266,7 @@ KILLED_SAVER = textwrap.dedent("""
 def test_kill_during_save_loses_nothing(mr_dataset, tmp_path, point):
     ds = mr_dataset
     v1 = (ds.root / "labels" / "01" / "v001.nii.gz").read_bytes()
-    manifest_before = (ds.root / "cases" / "01.json").read_text()
+    manifest_before = (ds.root / "cases" / "01.json").read_text(encoding="utf-8")
     script = tmp_path / "killed.py"
     script.write_text(KILLED_SAVER)
     env = {**os.environ, "PYTHONPATH": str(REPO / "SpineSeg"), "OMP_NUM_THREADS": "1"}
@@ -270,7 +279,7 @@ def test_kill_during_save_loses_nothing(mr_dataset, tmp_path, point):
         proc.wait(timeout=30)
     # the earlier version and the manifest are exactly as before; the lock is left behind (stale)
     assert (ds.root / "labels" / "01" / "v001.nii.gz").read_bytes() == v1
-    assert (ds.root / "cases" / "01.json").read_text() == manifest_before
+    assert (ds.root / "cases" / "01.json").read_text(encoding="utf-8") == manifest_before
     assert (ds.root / "cases" / "01.lock").exists()
     assert ds.load_case("01").entry.current == 1
     problems = ds.check()
@@ -324,7 +333,7 @@ def test_hand_edited_manifest_is_reported_and_rebuilt(mr_dataset):
     labels = ds.load_case("01").labels
     ds.save_correction("01", labels, user="anna")
     path = ds.root / "cases" / "01.json"
-    path.write_text(path.read_text().replace('"status": "corrected",', '"status": "corrected"', 1))
+    path.write_text(path.read_text(encoding="utf-8").replace('"status": "corrected",', '"status": "corrected"', 1))
     # reported clearly, everywhere; nothing is written
     broken = [e for e in ds.list_cases() if e.problem]
     assert [e.name for e in broken] == ["01"] and "not valid JSON (line" in broken[0].problem
@@ -343,7 +352,7 @@ def test_hand_edited_manifest_is_reported_and_rebuilt(mr_dataset):
     assert e.current_version["user"] == "anna"
     assert list((ds.root / "cases").glob("01.json.broken-*"))       # the broken file is kept
     # a manifest with valid JSON but a wrong structure is caught too
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     data["current"] = 7
     path.write_text(json.dumps(data))
     with pytest.raises(InputError, match="current version 7 is not in 'versions'"):
@@ -454,7 +463,7 @@ def test_export_formats_round_trip(mr_dataset, tmp_path):
     out = tmp_path / "nnunet"
     rec = export_dataset(ds, "nnunet", out)
     assert sorted(c["case"] for c in rec["cases"]) == annotated
-    dj = json.loads((out / "dataset.json").read_text())
+    dj = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     values = sorted(dj["labels"].values())
     assert values == list(range(len(values)))                         # consecutive, as nnU-Net requires
     assert dj["labels"]["L1"] == 20 and dj["labels"]["T13"] == 27 and dj["channel_names"] == {"0": "MR"}
@@ -490,7 +499,7 @@ def test_export_formats_round_trip(mr_dataset, tmp_path):
     # nothing is overwritten without force
     with pytest.raises(OutputExistsError):
         export_dataset(ds, "ctspine1k", out, subset="myo")
-    exported = json.loads((out / "spineseg_export.json").read_text())
+    exported = json.loads((out / "spineseg_export.json").read_text(encoding="utf-8"))
     assert {c["case"]: c["version"] for c in exported["cases"]} == {"01": 1, "02": 2, "03": 1}
     assert exported["cases"][2]["reviewed_by"] == "ben"
 
@@ -592,8 +601,14 @@ def test_conform_label_checks_grid_and_values(myo_crops):
                          (arr - 1, "negative"), (arr * 300, "at most 65535")):
         with pytest.raises(InputError, match=message):
             conform_label(bad, grid)
-    with pytest.raises(InputError, match="another grid"):
-        conform_label(Image(labels.array, (1.0, 1.0, 1.1), labels.origin, labels.direction), grid)
+    # another grid: resampled when the fields of view overlap by at least half, else refused naming the overlap
+    longer = Image(labels.array, (1.0, 1.0, 1.1), labels.origin, labels.direction)
+    out, warnings = conform_label(longer, grid)
+    assert out.same_grid(grid) and warnings == ["resampled the label map onto the image's grid (nearest neighbour; "
+                                                "spacing 1x1x1.1 -> 1x1x1 mm; fields of view overlap 90 %)"]
+    slid = Image(labels.array, labels.spacing, grid.index_to_lps((0, 0, 0.6 * grid.size[2])), labels.direction)
+    with pytest.raises(InputError, match=r"overlap by only 25 % \(resampling needs 50 %"):
+        conform_label(slid, grid)
 
 
 def test_convert_labels_maps_a_convention_onto_verse_ids(myo_crops):
@@ -681,7 +696,7 @@ def test_export_of_crops_to_nnunet_and_verse(crop_dataset, tmp_path):
     ds.save_correction("01", labels.with_array(edited), user="anna")
     rec = export_dataset(ds, "nnunet", tmp_path / "nn")
     assert [c["case"] for c in rec["cases"]] == ["01", "02", "03"] and rec["cases"][0]["version"] == 2
-    dj = json.loads((tmp_path / "nn" / "dataset.json").read_text())
+    dj = json.loads((tmp_path / "nn" / "dataset.json").read_text(encoding="utf-8"))
     assert dj["labels"]["T13"] == 27 and dj["labels"]["disc below L2"] == 28
     assert sorted(dj["labels"].values()) == list(range(29))
     tr = "Ts" if ds.split["01"] == "test" else "Tr"

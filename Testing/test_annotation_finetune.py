@@ -117,7 +117,7 @@ def test_predict_correct_finetune(parent_model, dataset, tmp_path):
     assert [c["case"] for c in meta["train_cases"]] == ["20", "21", "22", "23"]
     assert all(c["version"] == 2 for c in meta["train_cases"])
     assert meta["before"]["dice_mean"] == pytest.approx(before) and meta["after"]["dice_mean"] == pytest.approx(after)
-    models = json.loads((ds.root / "dataset.json").read_text())["models"]
+    models = json.loads((ds.root / "dataset.json").read_text(encoding="utf-8"))["models"]
     assert models[-1]["sha256"] == sha256_of(out) and models[-1]["parent_sha256"] == parent_sha
     assert (rep.run_dir / "finetune_report.json").exists()
     # writing over the output is refused

@@ -68,7 +68,7 @@ def test_cli_writes_every_output_and_prints_metrics(run):
     assert (out / "spine.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for name in ("spine_mask.nii.gz", "bone_mask.nii.gz", "aorta_mask.nii.gz", "intermediates.json"):
         assert (out / "steps" / name).is_file()
-    data = json.loads((out / "steps" / "intermediates.json").read_text())
+    data = json.loads((out / "steps" / "intermediates.json").read_text(encoding="utf-8"))
     assert data["coordinates"].startswith("LPS") and data["parabolas"]
 
 

@@ -13,7 +13,9 @@ from conftest import REPO, data_path
 from SpineSegLib.classical import ClassicalParams, segment_spine
 from SpineSegLib.core.errors import InputError, OutputExistsError, SpineSegError
 from SpineSegLib.core.image import Image, read_image
+from SpineSegLib.core.notes import collect_notes
 from SpineSegLib.core.progress import Cancelled, Progress
+from SpineSegLib.core.resample import resample_to_spacing
 from SpineSegLib.evaluation.metrics import evaluate_binary_images
 from SpineSegLib.slicer.classical_logic import SPINE_LABEL, ClassicalLogic, classical_default, classical_params
 from SpineSegLib.slicer.markups import add_curve, control_points_lps
@@ -125,11 +127,29 @@ def test_metrics_table_holds_evaluate_binary_images(run, lidc):
         assert rows[0][key] == pytest.approx(value, rel=1e-12), key
     assert 0.6 < rows[0]["dsc"] <= 1.0
     assert out.metrics_table.GetColumnUnitLabel("hd95_mm") == "mm"
-    # evaluating again (e.g. after editing the segment) replaces the table
+    # evaluating again (e.g. after editing the segment) updates the same table
     old = out.metrics_table
     table = logic.evaluate(out, reference)
-    assert old.GetScene() is None and table.GetScene() is not None
+    assert table is old and table.GetScene() is not None
     assert table_rows(table)[0]["iou"] == pytest.approx(expected["iou"], rel=1e-12)
+    assert out.grid_notes == [] and table.GetAttribute("SpineSeg.grid_note") is None
+
+
+def test_a_reference_on_another_grid_is_resampled_with_a_note_or_refused(run, lidc):
+    scene, logic, volume, reference, out, direct, _ = run
+    ref = lidc[1]
+    fine = resample_to_spacing(ref, (ref.spacing[0], ref.spacing[1], ref.spacing[2] / 2), label=True)
+    table = logic.evaluate(out, image_to_volume(scene, fine, "fine reference", labelmap=True))
+    with collect_notes() as notes:
+        expected = evaluate_binary_images(direct.mask, fine)
+    assert table_rows(table)[0]["dsc"] == pytest.approx(expected["dsc"], rel=1e-12)
+    assert out.grid_notes == notes and notes[0].startswith("resampled the prediction onto the reference's grid")
+    assert table.GetAttribute("SpineSeg.grid_note") == out.grid_notes[0]
+    logic.evaluate(out, reference)                                           # back to the run's own table
+    away = Image(ref.array, ref.spacing, np.add(ref.origin, 1000.0), ref.direction)
+    with pytest.raises(InputError, match="do not share a grid and do not overlap in space at all"):
+        logic.evaluate(out, image_to_volume(scene, away, "elsewhere", labelmap=True))
+    assert out.metrics_table is not None and out.metrics_table.GetScene() is scene
 
 
 def test_export_writes_the_mask_and_refuses_to_overwrite(run, tmp_path):
@@ -140,7 +160,7 @@ def test_export_writes_the_mask_and_refuses_to_overwrite(run, tmp_path):
     with pytest.raises(OutputExistsError):
         logic.export_labelmap(out, tmp_path / "spine.nii.gz")
     table = logic.export_table(out, tmp_path / "metrics.tsv")
-    assert "dsc" in table.read_text().splitlines()[0]
+    assert "dsc" in table.read_text(encoding="utf-8").splitlines()[0]
 
 
 def test_nodes_added_are_those_reported(run):
@@ -216,6 +236,13 @@ def test_bad_input_is_refused_with_a_clear_message(sample):
     ct = image_to_volume(scene, sample, "CT")
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", "not a reference")
     _refused(logic, scene, ct, "reference 'not a reference' is a vtkMRMLTableNode", reference_node=table)
+    # a reference of another scan is refused before the pipeline runs (no progress step is reported)
+    myo = read_image(data_path("mr", "vertebral-bodies-myosegmentum", "01_vb.nii.gz"))
+    other = image_to_volume(scene, myo, "MR bodies", labelmap=True)
+    progress = Progress()
+    progress.callback = lambda name, fraction: pytest.fail(f"the pipeline ran ({name})")
+    _refused(logic, scene, ct, "the prediction and the reference do not share a grid and their fields of view overlap "
+             "by only", reference_node=other, progress=progress)
 
 
 def test_cancel_mid_run_adds_nothing(sample):

@@ -318,7 +318,7 @@ def test_save_intermediates(steps, crop_run, tmp_path):
     for path, expected in zip(written, (result.mask, result.bone_mask, result.aorta_mask)):
         image = read_image(path)
         assert image.same_grid(steps.image) and np.array_equal(image.array, expected.array)
-    data = json.loads((tmp_path / "steps" / "intermediates.json").read_text())
+    data = json.loads((tmp_path / "steps" / "intermediates.json").read_text(encoding="utf-8"))
     assert data["coordinates"].startswith("LPS") and data["contrast"] is True
     assert len(data["centerline"]["points"]) == len(result.centerline_points_lps)
     entry, first = data["slices"][0], result.slices[0]

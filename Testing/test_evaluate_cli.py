@@ -13,6 +13,7 @@ from conftest import REPO, data_path
 
 from SpineSegLib.cli import main
 from SpineSegLib.core.image import Image, read_image, write_image
+from SpineSegLib.core.resample import resample_to_spacing
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_instance_mode_prints_a_table_and_writes_files(tmp_path, capsys):
     summary = read_csv(out / "s.csv")
     assert [r["case"] for r in summary] == ["matched_instance_ref", "ALL"]
     assert float(summary[-1]["id_accuracy"]) == 0.0 and summary[-1]["reference_vertebrae"] == "8"
-    data = json.loads((out / "r.json").read_text())
+    data = json.loads((out / "r.json").read_text(encoding="utf-8"))
     assert data["mode"] == "instance" and len(data["cases"][0]["vertebrae"]) == 8
 
 
@@ -72,7 +73,7 @@ def test_auto_mode_is_binary_when_one_map_is_a_mask(verse004, verse004_path, tmp
     rc = main(["evaluate", str(mask), str(verse004_path), "--json", str(tmp_path / "m.json")])
     text = capsys.readouterr().out
     assert rc == 0 and text.startswith("IoU 1.0000  DSC 1.0000  HD95 0.00 mm")
-    m = json.loads((tmp_path / "m.json").read_text())
+    m = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
     assert (m["mode"], m["dsc"], m["iou"], m["hd95_mm"]) == ("binary", 1.0, 1.0, 0.0)
 
 
@@ -112,6 +113,39 @@ def test_flipped_grid_matches_exactly_and_completeness(tmp_path, capsys):
     assert "completeness accuracy 0.500 (2 scored), FP/scan 1.00, FN/scan 0.00" in text
 
 
+def test_unrelated_label_maps_are_refused_naming_the_overlap(verse004_path, tmp_path, capsys):
+    """Issue 13: LIDC-IDRI-0001's vertebrae against a lumbar MR's bodies (another patient, another grid) gave a
+    full table with Dice 0.04-0.09; now one line says that the two barely overlap in space."""
+    pred = data_path("ct", "lidc-idri-0001", "vertebrae.nii.gz")
+    ref = data_path("mr", "vertebral-bodies-myosegmentum", "01_vb.nii.gz")
+    rc = main(["evaluate", str(pred), str(ref), "--csv", str(tmp_path / "v.csv")])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == "" and err.count("\n") == 1 and not (tmp_path / "v.csv").exists()
+    assert err.startswith("spineseg: error: the prediction and the reference do not share a grid and their fields "
+                          "of view overlap by only 7 % (resampling needs 50 %")
+    assert "are they the same scan?" in err
+    # in a batch, the message names the case
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"{verse004_path},{verse004_path},fine\n{pred},{ref},mixed-up\n")
+    rc = main(["evaluate", "--pairs", str(pairs)])
+    out, err = capsys.readouterr()
+    assert rc == 2 and err.startswith("spineseg: error: mixed-up: the prediction and the reference do not share")
+
+
+def test_a_prediction_on_another_grid_of_the_same_scan_is_resampled_with_a_note(verse004, verse004_path,
+                                                                                  tmp_path, capsys):
+    fine = write_image(resample_to_spacing(verse004, (1.0, 1.0, 1.0), label=True), tmp_path / "fine.nii.gz")
+    rc = main(["evaluate", str(fine), str(verse004_path)])
+    out, err = capsys.readouterr()
+    assert rc == 0 and err.count("\n") == 1
+    assert err.startswith("spineseg: note: resampled the prediction onto the reference's grid (nearest neighbour; "
+                          "spacing 1x1x1 -> 1x1x2 mm; fields of view overlap ")
+    assert "detected 9/9" in out and "Dice 1.000 ± 0.000" in out     # back on the 2 mm slices: the same voxels
+    rc = main(["evaluate", str(fine), str(verse004_path), "--mode", "binary"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and out.startswith("IoU 1.0000  DSC 1.0000") and "spineseg: note: resampled" in err
+
+
 def test_batch_pairs_write_per_vertebra_and_summary_tables(verse004_path, missing_l1, tmp_path, capsys):
     (tmp_path / "preds").mkdir()
     (tmp_path / "preds" / "pred.nii.gz").write_bytes(missing_l1.read_bytes())
@@ -137,7 +171,7 @@ def test_batch_pairs_write_per_vertebra_and_summary_tables(verse004_path, missin
     assert float(total["dice_mean"]) == pytest.approx(17 / 18, abs=1e-6)
     # completeness only for the "same" case: none of the reference vertebrae touches the border
     assert total["completeness_scored"] == "9" and float(total["completeness_accuracy"]) == 1.0
-    data = json.loads((tmp_path / "all.json").read_text())
+    data = json.loads((tmp_path / "all.json").read_text(encoding="utf-8"))
     assert [c["case"] for c in data["cases"]] == ["missing", "same"] and data["summary"]["missed"] == 1
 
 
@@ -147,7 +181,7 @@ def test_outputs_are_not_overwritten_without_force(missing_l1, verse004_path, tm
     rc = main(["evaluate", str(missing_l1), str(verse004_path), "--csv", str(target)])
     err = capsys.readouterr().err
     assert rc == 2 and "exists" in err and "--force" in err
-    assert target.read_text() == "keep me\n"
+    assert target.read_text(encoding="utf-8") == "keep me\n"
     rc = main(["evaluate", str(missing_l1), str(verse004_path), "--csv", str(target), "--force"])
     assert rc == 0 and len(read_csv(target)) == 9
 

@@ -134,7 +134,7 @@ def test_verse_masks_and_centroids(case_id):
 def test_verse_centroids_in_another_axis_order_are_reoriented(tmp_path):
     mask_path = data_path("masks", "verse", "sub-verse010_seg-vert_msk.nii.gz")
     mask = read_image(mask_path)            # PIR
-    original = json.loads(data_path("masks", "verse", "sub-verse010_seg-subreg_ctd.json").read_text())
+    original = json.loads(data_path("masks", "verse", "sub-verse010_seg-subreg_ctd.json").read_text(encoding="utf-8"))
     # the same centroids written in (A, S, R) axes: flip the first two axes
     flipped = [{"direction": ["A", "S", "R"]}] + [
         {"label": e["label"], "X": mask.size[0] - 1 - e["X"], "Y": mask.size[1] - 1 - e["Y"], "Z": e["Z"]}

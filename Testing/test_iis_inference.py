@@ -139,15 +139,15 @@ def test_table_files(ct_run, tmp_path):
     """The per-vertebra table: tabs for .tsv, commas for .csv, one row per vertebra found; no silent overwrite."""
     _, result, _ = ct_run
     tsv, csv_path = result.write_table(tmp_path / "v.tsv"), result.write_table(tmp_path / "sub" / "v.csv")
-    rows = [line.split("\t") for line in tsv.read_text().splitlines()]
+    rows = [line.split("\t") for line in tsv.read_text(encoding="utf-8").splitlines()]
     assert rows[0][:3] == ["id", "name", "complete"] and len(rows) == len(result.instances) + 1
     assert [r[1] for r in rows[1:]] == [r.name for r in result.instances]
-    assert csv_path.read_text().splitlines()[0].startswith("id,name,complete,")
+    assert csv_path.read_text(encoding="utf-8").splitlines()[0].startswith("id,name,complete,")
     with pytest.raises(OutputExistsError, match="exists"):
         result.write_table(tsv)
-    before = tsv.read_text()
+    before = tsv.read_text(encoding="utf-8")
     result.write_table(tsv, force=True)
-    assert tsv.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["sub", "v.tsv"]
+    assert tsv.read_text(encoding="utf-8") == before and sorted(p.name for p in tmp_path.iterdir()) == ["sub", "v.tsv"]
 
 
 def test_precision_and_layout_agree():
@@ -238,7 +238,7 @@ def test_bad_model_files(abdomen_crop, tmp_path):
 
 def test_too_small_image(abdomen):
     thin = Image(abdomen.array[:, :, :5], abdomen.spacing, abdomen.origin, abdomen.direction)   # 5 x 3 mm
-    with pytest.raises(InputError, match=r"15\.0 x 303\.0 x 336\.0 mm.*at least 20 mm"):
+    with pytest.raises(InputError, match=r"15\.0 x 303\.0 x 336\.0 mm.*at least 30 mm"):
         check_extent(thin)
     with pytest.raises(InputError, match="too small"):
         segment_vertebrae(thin, (tiny_net(), tiny_net().config))
@@ -264,7 +264,7 @@ def bone_predictor(image_patch, memory_patch):
 
 def test_no_spine_in_an_air_crop(models):
     ct = read_image(data_path("ct", "lidc-idri-0001", "image.nii.gz"))
-    air = Image(ct.array[30:110, 0:40, 180:330], ct.spacing, ct.index_to_lps([180, 0, 30]), ct.direction)
+    air = Image(ct.array[30:110, 0:45, 180:330], ct.spacing, ct.index_to_lps([180, 0, 30]), ct.direction)
     assert air.array.max() < -700
     with pytest.raises(NoSpineFoundError, match="no vertebra found"):
         segment_vertebrae(air, models["ct"], predict=bone_predictor)
@@ -420,14 +420,14 @@ def test_cli_writes_labels_table_and_steps(tmp_path, models, abdomen_crop_file, 
     assert "vertebrae written to" in captured.out and "traversal" in captured.err
     labels = read_image(out)
     assert labels.same_grid(read_image(src))
-    rows = table.read_text().strip().splitlines()
+    rows = table.read_text(encoding="utf-8").strip().splitlines()
     header = rows[0].split("\t")
     assert header[:3] == ["id", "name", "complete"]
     written = {int(r.split("\t")[0]) for r in rows[1:] if r.split("\t")[header.index("in_output")] == "1"}
     assert written == set(np.unique(labels.array)) - {0}
-    log = json.loads((steps / "traversal.json").read_text())
+    log = json.loads((steps / "traversal.json").read_text(encoding="utf-8"))
     assert log["network_passes"] == len(log["steps"]) - 1
-    first = json.loads((steps / "step_0001.json").read_text())
+    first = json.loads((steps / "step_0001.json").read_text(encoding="utf-8"))
     assert set(first["box"]) >= {"centre_lps", "size_mm", "axes_lps", "start_voxel_zyx"}
     fragment = read_image(steps / first["fragment_file"])
     np.testing.assert_allclose(fragment.origin, first["box"]["origin_lps"], atol=1e-3)

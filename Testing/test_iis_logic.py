@@ -105,7 +105,8 @@ def run(models, case):
     before = scene.GetNumberOfNodes()
     lines = []
     started = time.monotonic()
-    out = logic.segment(volume, models["main"], device="cpu", threads=THREADS, on_line=lines.append)
+    out = logic.segment(volume, models["main"], device="cpu", threads=THREADS,
+                        on_progress=lambda fraction, phase: lines.append((fraction, phase)))
     elapsed = time.monotonic() - started
     direct = segment_vertebrae(image, models["main"], device="cpu", keep_incomplete=True, threads=THREADS)
     return dict(scene=scene, volume=volume, logic=logic, out=out, direct=direct, before=before, lines=lines,
@@ -115,7 +116,7 @@ def run(models, case):
 @pytest.mark.slow
 def test_background_run_gives_named_coloured_coded_segments(run, models):
     out, direct, volume = run["out"], run["direct"], run["volume"]
-    assert any(line.startswith("[") and "%]" in line for line in run["lines"]), "progress lines from the child"
+    assert any(phase == "traversal" and 0 < fraction < 1 for fraction, phase in run["lines"]), "progress events"
     labels = segment_labels(out.segmentation)
     expected = {r.id: r for r in direct.instances if r.in_output}
     assert sorted(labels.values()) == sorted(expected)
@@ -204,7 +205,7 @@ def test_exports(run, tmp_path):
     reloaded = load_segmentation(new_scene(), seg_path)
     assert sorted(segment_labels(reloaded).values()) == sorted(segment_labels(out.segmentation).values())
     table_path = export_node(out.table, tmp_path / "vertebrae.tsv")
-    header = table_path.read_text().splitlines()[0].split("\t")
+    header = table_path.read_text(encoding="utf-8").splitlines()[0].split("\t")
     assert {"label", "name", "volume_ml", "completeness", "anterior_height_mm"} <= set(header)
 
 
@@ -215,7 +216,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     try:   # a zombie is dead too
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        return Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").split()[2] != "Z"
     except OSError:
         return False
 
@@ -386,10 +387,10 @@ def test_stepping_shows_the_backends_patches_and_ends_like_a_run(run, models, ca
         logged = direct.steps[n]["box"]           # the same pass of the backend's own run
         assert np.allclose(centre, logged["centre_lps"], atol=2e-3) and np.allclose(size, logged["size_mm"])
         memory = volume_to_image(stepper.display.memory)
-        assert memory.same_grid(grid) and int(memory.array.sum()) == int((step.memory > 0).sum())
-        if step.fragment is not None and step.fragment.any():
+        assert memory.same_grid(grid) and int(memory.array.sum()) == int(np.load(step.memory_path).sum())
+        if step.fragment_path:        # the child's arrays exist while it waits for the next command
             shown = segmentation_to_image(stepper.display.fragment)
-            assert int((shown.array > 0).sum()) == int(step.fragment.sum())
+            assert int((shown.array > 0).sum()) == int((read_image(step.fragment_path).array > 0).sum())
             fragments += 1
     assert fragments >= 1
     assert len(stepper.found) == sum(1 for s in stepper.steps if s.accepted is not None)
@@ -439,7 +440,7 @@ def test_bad_input_is_refused_with_a_clear_message(models, case, tmp_path):
         assert isinstance(_refused(scene, lambda: call(None, models["main"]), "no input volume selected"), InputError)
         _refused(scene, lambda: call(labels, models["main"]), "'vertebrae' is a label map")
         _refused(scene, lambda: call(flat, models["main"]), r"'one slice' is a 2-D image \(77 x 224 x 1 voxels\)")
-        _refused(scene, lambda: call(volume, models["ct"]), r"is a CT model, but the input looks like MR")
+        # the modality is checked once, in the child (test_engine_contract: its error event is the message)
         _refused(scene, lambda: call(volume, ""), "no model selected")
         _refused(scene, lambda: call(volume, tmp_path / "missing.pt"), "model weights not found")
     with pytest.raises(InputError, match="unknown device"):
@@ -514,6 +515,36 @@ def test_evaluate_is_instance_metrics_of_the_segmentation(lumbar):
         iis_results.evaluate(scene, None, reference_node, volume)
 
 
+def test_evaluate_checks_that_reference_and_prediction_share_a_grid(lumbar):
+    from SpineSegLib.core.resample import resample_to_spacing
+
+    image, reference = lumbar
+    scene = new_scene()
+    volume = image_to_volume(scene, image, "MR")
+    out = iis_results.import_result(scene, volume, image, reference, fake_records(reference), "mr")
+    # a reference label map on a coarser grid of the same scan: evaluated there, and the table says so
+    coarse = resample_to_spacing(reference, (1.5, 1.5, 1.5), label=True)
+    table, result = iis_results.evaluate(scene, out.segmentation,
+                                         image_to_volume(scene, coarse, "coarse", labelmap=True), volume)
+    assert result.n_detected == 5 and result.summary()["dice_mean"] > 0.9
+    assert table.GetAttribute("SpineSeg.grid_note").startswith(
+        "resampled the prediction onto the reference's grid (nearest neighbour; spacing 1x1x1 -> 1.5x1.5x1.5 mm")
+    # a segmentation drawn on the volume: on its grid, no note, the numbers of the label map
+    same = labelmap_to_segmentation(scene, reference, reference_volume=volume, name="reference seg")
+    table, result = iis_results.evaluate(scene, out.segmentation, same, volume)
+    assert result.summary()["dice_mean"] == 1.0 and table.GetAttribute("SpineSeg.grid_note") is None
+    # a label map or a segmentation elsewhere in space (another scan): refused, nothing added
+    away = Image(reference.array, reference.spacing, np.add(reference.origin, 400.0), reference.direction)
+    away_labels = image_to_volume(scene, away, "elsewhere", labelmap=True)
+    away_segments = labelmap_to_segmentation(scene, away, name="elsewhere seg")
+    for node, what in ((away_labels, "the prediction and the reference"),
+                       (away_segments, "reference 'elsewhere seg' and the volume")):
+        before = scene.GetNumberOfNodes()
+        with pytest.raises(InputError, match=f"{what} do not share a grid and do not overlap in space at all"):
+            iis_results.evaluate(scene, out.segmentation, node, volume)
+        assert scene.GetNumberOfNodes() == before
+
+
 def test_patch_display_shows_the_traversal_and_removes_every_temporary_node(lumbar):
     image, _ = lumbar
     scene = new_scene()
@@ -543,22 +574,12 @@ def test_patch_display_shows_the_traversal_and_removes_every_temporary_node(lumb
     assert scene.GetNumberOfNodes() == before and display.nodes() == []
 
 
-def test_child_command_options_and_steps_folder(tmp_path):
-    assert iis_logic._iis_options(None, False, None, None, True) == []
-    assert iis_logic._iis_options(tmp_path, True, (1, -2.5, 3.25), 4, False) == [
-        "--steps-dir", tmp_path, "--keep-incomplete", "--start", "1.000,-2.500,3.250", "--threads", 4,
-        "--no-modality-check"]
-    # the steps folder hands out a step file once the next one exists (or at the end), each once
-    steps = background.StepsFolder(tmp_path / "steps")
-    assert steps.new_steps() == []
-    (tmp_path / "steps").mkdir()
-    for i in (1, 2):
-        (tmp_path / "steps" / f"step_{i:04d}.json").write_text(f'{{"index": {i}, "fragment_file": "f{i}.nii.gz"}}')
-    first = steps.new_steps()
-    assert [r["index"] for r in first] == [1] and first[0]["fragment_path"] == str(tmp_path / "steps" / "f1.nii.gz")
-    assert steps.new_steps() == [] and [r["index"] for r in steps.new_steps(final=True)] == [2]
-    # the per-vertebra table the child writes, tab- or comma-separated
-    (tmp_path / "t.tsv").write_text("id\tname\n20\tL1\n")
-    (tmp_path / "t.csv").write_text("id,name\n21,L2\n")
-    assert iis_results.read_iis_table(tmp_path / "t.tsv") == [{"id": "20", "name": "L1"}]
-    assert iis_results.read_iis_table(tmp_path / "t.csv") == [{"id": "21", "name": "L2"}]
+def test_the_request_is_the_one_place_that_builds_the_childs_arguments(tmp_path):
+    from SpineSegLib.cli import build_parser
+    from SpineSegLib.core.events import EngineRequest
+
+    request = EngineRequest("iis", tmp_path / "in.nii", tmp_path, model="m.pt", keep_incomplete=True,
+                            start_point_lps=(1, -2.5, 3.25), threads=4, check_modality=False, interactive=True)
+    args = request.to_arguments()
+    assert args[:5] == ["engine", "iis", str(tmp_path / "in.nii"), "--work", str(tmp_path)]
+    assert EngineRequest.from_arguments(build_parser().parse_args(args)) == request

@@ -80,7 +80,7 @@ def test_run_folder_holds_self_describing_weights(tiny_run):
     assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["iter_0000240.pt", "iter_0000300.pt"]
     best = read_checkpoint(out / "best.pt")["metadata"]
     assert best["iteration"] in (150, 300)
-    assert json.loads((out / "summary.json").read_text())["iteration"] == 300
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["iteration"] == 300
     # the run's config.toml reads back as the same recipe
     again = load_train_config(out / "config.toml")
     assert again.model == config and again.training.iterations == 300
@@ -108,7 +108,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     sa, sb = ca["optimizer"]["state"], cb["optimizer"]["state"]
     for k in sa:
         assert torch.equal(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"])
-    assert (tmp_path / "a" / "train_log.csv").read_text().splitlines()[1:] != []
+    assert (tmp_path / "a" / "train_log.csv").read_text(encoding="utf-8").splitlines()[1:] != []
     la, lb = rows(tmp_path / "a" / "train_log.csv"), rows(tmp_path / "b" / "train_log.csv")
     assert [(r["iteration"], r["loss"]) for r in la] == [(r["iteration"], r["loss"]) for r in lb]
 
@@ -245,7 +245,7 @@ def test_cli_train_check_and_one_line_errors(tmp_path):
     r = spineseg("train", tmp_path / "missing.toml")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "training config not found" in r.stderr
 
-    recipe = RECIPE.read_text().replace('path = "mr/vertebral-bodies-myosegmentum"', f'root = "{tmp_path / "nowhere"}"')
+    recipe = RECIPE.read_text(encoding="utf-8").replace('path = "mr/vertebral-bodies-myosegmentum"', f'root = "{tmp_path / "nowhere"}"')
     (tmp_path / "r.toml").write_text(recipe)
     r = spineseg("train", tmp_path / "r.toml", "--output", tmp_path / "run")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0

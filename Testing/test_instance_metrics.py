@@ -308,10 +308,10 @@ def test_summary_pools_vertebrae_over_cases(verse004, verse010, tmp_path):
     with pytest.raises(OutputExistsError):
         write_csv(rows, tmp_path / "v.csv")
     write_csv(rows[:1], tmp_path / "v.csv", force=True)
-    assert len((tmp_path / "v.csv").read_text().splitlines()) == 2
+    assert len((tmp_path / "v.csv").read_text(encoding="utf-8").splitlines()) == 2
 
     write_json({"cases": [a.to_dict(), b.to_dict()], "summary": s}, tmp_path / "v.json")
-    text = (tmp_path / "v.json").read_text()
+    text = (tmp_path / "v.json").read_text(encoding="utf-8")
     assert "NaN" not in text
     data = json.loads(text)
     missed = data["cases"][1]["vertebrae"][-1]

@@ -33,7 +33,7 @@ def bundled():
 def test_every_bundled_model_has_a_card_a_model_card_and_a_recipe():
     assert MR_MODEL in bundled()
     for weights in bundled():
-        card = json.loads(weights.with_suffix(".json").read_text())
+        card = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
         assert weights.with_suffix(".md").is_file(), f"{weights.name}: no human-readable model card"
         assert card["sha256"] == sha256_of(weights) == card_sha256(weights)
         assert card_of(weights) == weights.with_suffix(".json")                 # the JSON card comes first
@@ -79,7 +79,7 @@ def test_a_changed_weights_file_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_mr_model_finds_the_lumbar_bodies_of_a_test_case():
-    card = json.loads(MR_MODEL.with_suffix(".json").read_text())
+    card = json.loads(MR_MODEL.with_suffix(".json").read_text(encoding="utf-8"))
     assert "myosegmentum/44" in card["test_cases"]
     image = read_image(data_path(*MYO, "44_img.nii.gz"))
     ref = read_image(data_path(*MYO, "44_vb.nii.gz"))
@@ -102,7 +102,7 @@ FLOOR_MEAN_DICE = 0.87     # measured: 0.900
 def test_experimental_ct_model_follows_the_spine_of_lidc():
     """Measured on LIDC-IDRI-0001 (never trained on): spine Dice 0.62, 17 of 18 vertebrae overlapped."""
     weights = MODELS / "ct-vertebrae-experimental.pt"
-    card = json.loads(weights.with_suffix(".json").read_text())
+    card = json.loads(weights.with_suffix(".json").read_text(encoding="utf-8"))
     assert card["experimental"] and card["test_cases"] == ["ct/lidc-idri-0001"]
     assert "ct/lidc-idri-0001" not in card["train_cases"] + card["validation_cases"]
     folder = data_path("ct", "lidc-idri-0001")
@@ -119,10 +119,23 @@ def test_cli_takes_a_bundled_model_by_name(tmp_path, capsys):
     out, table = tmp_path / "v.nii.gz", tmp_path / "v.tsv"
     assert main(["iis", str(image), "-o", str(out), "--model", "mr-vertebral-bodies", "--table", str(table),
                  "--threads", "2", "--quiet"]) == 0
-    names = [line.split("\t")[1] for line in table.read_text().splitlines()[1:]]
+    names = [line.split("\t")[1] for line in table.read_text(encoding="utf-8").splitlines()[1:]]
     assert names[-5:] == ["L1", "L2", "L3", "L4", "L5"], names
     assert sorted(np.unique(read_image(out).array))[-5:] == [20, 21, 22, 23, 24]
     code = main(["iis", str(image), "-o", str(tmp_path / "w.nii.gz"), "--model", "mr-bodies"])
     err = capsys.readouterr().err
     assert code == 2 and "neither a file nor a bundled model" in err and err.strip().count("\n") == 0
     assert not (tmp_path / "w.nii.gz").exists()
+
+
+def test_an_experimental_model_says_so_when_it_is_loaded():
+    """The card marks the CT model experimental: loading it issues a note (printed by the CLI), the MR model none."""
+    from SpineSegLib.core.notes import collect_notes
+    from SpineSegLib.iis.infer.run import _load
+
+    with collect_notes() as notes:
+        _load(MODELS / "ct-vertebrae-experimental.pt", None)
+    assert len(notes) == 1 and "experimental model" in notes[0] and "not reliable" in notes[0]
+    with collect_notes() as notes:
+        _load(MODELS / "mr-vertebral-bodies.pt", None)
+    assert notes == []

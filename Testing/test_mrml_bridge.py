@@ -349,7 +349,7 @@ def test_curve_and_points_hold_the_given_lps_points(scene, lidc, tmp_path):
 
     # the .mrk.json file states LPS and holds the LPS numbers; it loads back into the same curve
     path = save_node(curve, tmp_path / "centreline.mrk.json")
-    markup = json.loads(path.read_text())["markups"][0]
+    markup = json.loads(path.read_text(encoding="utf-8"))["markups"][0]
     assert markup["coordinateSystem"] == "LPS"
     assert np.allclose([p["position"] for p in markup["controlPoints"]], centres, atol=1e-6)
     assert np.allclose(control_points_lps(load_markups(scene, path)), centres, atol=1e-6)

@@ -55,7 +55,7 @@ def main():
     command = recipe.stem if recipe.parent == resource_dir("recipes").resolve() else recipe.relative_to(REPO)
     metrics = {}
     for path in args.eval:
-        for split, entry in json.loads(path.read_text()).items():
+        for split, entry in json.loads(path.read_text(encoding="utf-8")).items():
             metrics[split] = entry["summary"]
     data = {
         "name": args.name,

@@ -70,7 +70,7 @@ def main():
     spineseg("dataset", "finetune", ds_dir, "--model", args.model, "-o", work / "finetuned.pt", "--iterations",
              args.iterations, "--lr", args.lr, "--device", "auto", "--threads", args.threads,
              "--json", work / "report.json")
-    report = json.loads((work / "report.json").read_text())
+    report = json.loads((work / "report.json").read_text(encoding="utf-8"))
     print(f"per-vertebra Dice on {len(report['validation_cases'])} validation cases "
           f"({report['before']['reference_vertebrae']} vertebrae): before {report['before']['dice_mean']:.3f}, "
           f"after {report['after']['dice_mean']:.3f}; fine-tuning {report['seconds']:.0f} s, "

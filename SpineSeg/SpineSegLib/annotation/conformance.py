@@ -1,10 +1,11 @@
-"""Whether a label map fits its image: the same grid (or the same voxels in another axis order), label ids.
+"""Whether a label map fits its image: the same grid (or one it may be put on), label ids.
 
-Every label version of a dataset lies exactly on its image's grid. A label map saved on another
-grid is refused unless it holds the same voxels with permuted or flipped axes, which are mapped
-exactly (:func:`exactly_on_grid`); anything that would need interpolation could move vertebra
-borders and is refused with both grids described. Values must be non-negative integers (at most
-65535); ids outside the VerSe table are kept with a warning.
+Every label version of a dataset lies exactly on its image's grid. A label map saved on another grid is
+put there by :func:`SpineSegLib.core.grids.conform`, the rule every command shares: the same voxels with
+permuted or flipped axes, or the same voxel lattice with another extent, are mapped exactly; another grid
+whose field of view overlaps the image's substantially is resampled (nearest neighbour), with a warning
+naming the spacings and the overlap; anything else is refused, naming the overlap. Values must be
+non-negative integers (at most 65535); ids outside the VerSe table are kept with a warning.
 
 Console use::
 
@@ -21,9 +22,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from SpineSegLib.core.errors import InputError
+from SpineSegLib.core.grids import conform, relate
 from SpineSegLib.core.image import Image, read_image
 from SpineSegLib.core.labels import VERTEBRAE
-from SpineSegLib.core.orientation import to_canonical
 from SpineSegLib.core.resample import resample_to_grid
 
 #: ids a label map may hold without a warning (vertebrae, discs/endplates of vertebrae, spinal canal)
@@ -41,26 +42,13 @@ def label_ids(array: np.ndarray) -> list[int]:
     return [int(v) for v in np.unique(arr) if v]
 
 
-def describe_grid(image: Image) -> str:
-    """``"224x224x77 voxels of 1x1x3 mm, origin (..), axes LPS"`` (for error messages)."""
-    size = "x".join(str(s) for s in image.size)
-    spacing = "x".join(f"{s:g}" for s in image.spacing)
-    origin = ", ".join(f"{o:.2f}" for o in image.origin)
-    return f"{size} voxels of {spacing} mm, origin ({origin}), axes {image.orientation}"
-
-
 def exactly_on_grid(label: Image, reference: Image) -> Image | None:
     """``label`` on ``reference``'s grid when the two hold the same voxels (axes permuted or
     flipped allowed), else None. Never interpolates."""
-    if label.same_grid(reference):
+    kind = relate(label, reference).kind
+    if kind == "same":
         return reference.with_array(label.array)
-    if sorted(label.shape) != sorted(reference.shape):
-        return None
-    a = to_canonical(label).image
-    b_shape_ref = to_canonical(reference.with_array(np.broadcast_to(np.uint8(0), reference.shape))).image
-    if not a.same_grid(b_shape_ref, tol=1e-3):
-        return None
-    return resample_to_grid(label, reference, label=True)  # exact: only flips / permutations
+    return resample_to_grid(label, reference, label=True) if kind == "axes" else None  # exact: flips, permutations
 
 
 def _on_reference_grid(label, reference: Image, what: str, warnings: list) -> Image:
@@ -71,15 +59,9 @@ def _on_reference_grid(label, reference: Image, what: str, warnings: list) -> Im
         return reference.with_array(label)
     if not isinstance(label, Image):
         raise InputError(f"{what} must be an Image or a numpy array, not {type(label).__name__}")
-    mapped = exactly_on_grid(label, reference)
-    if mapped is None:
-        raise InputError(f"{what} lies on another grid than the image ({describe_grid(label)} vs "
-                         f"{describe_grid(reference)}); it would need interpolation, which could move "
-                         "vertebra borders. Save it on the image's grid (in Slicer: export the segmentation "
-                         "with the image as reference volume)")
-    if not label.same_grid(reference):
-        warnings.append(f"{what} had the image's voxels in another axis order ({label.orientation} vs "
-                        f"{reference.orientation}); mapped exactly")
+    mapped, note = conform(label, reference, label=True, what=what, onto="the image")
+    if note:
+        warnings.append(note)
     return mapped
 
 
@@ -103,8 +85,9 @@ def _integer_ids(arr: np.ndarray, what: str) -> np.ndarray:
 
 def conform_label(label, reference: Image, what: str = "the label map") -> tuple[Image, list]:
     """Check ``label`` (an Image, or an array on ``reference``'s grid) against the image grid and
-    return it there as uint8/uint16 plus a list of warnings. Raises :class:`InputError` when the
-    grid differs in a way that would need interpolation, or the values are not label ids."""
+    return it there as uint8/uint16 plus a list of warnings (how it was put on the grid, unknown ids).
+    Raises :class:`InputError` when the grids differ and barely overlap (:mod:`SpineSegLib.core.grids`),
+    or the values are not label ids."""
     warnings: list = []
     label = _on_reference_grid(label, reference, what, warnings)
     arr = _integer_ids(np.asarray(label.array), what)

@@ -22,9 +22,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from SpineSegLib.core.errors import InputError, OutputExistsError
-from SpineSegLib.core.files import replaced_atomically, sha256_of
+from SpineSegLib.core.errors import InputError, OutputExistsError, WriteError
+from SpineSegLib.core.files import replaced_atomically, sha256_of, write_guard
 from SpineSegLib.core.image import Image, read_image, write_image
+from SpineSegLib.core.modality import ct_encoding_problem, guess_modality
 from SpineSegLib.core.progress import Progress
 from SpineSegLib.core.splits import SPLITS, hashed_split, parse_fractions, split_names
 from SpineSegLib.annotation.folder import CASES_DIR, DATASET_FILE, IMAGES_DIR, LABELS_DIR, new_manifest
@@ -84,8 +85,9 @@ def _check_options(root: Path, mode: str, crop_unlabelled: str, modality: str | 
 
 def _new_build_folder(root: Path) -> Path:
     """An empty folder beside ``root`` (same file system: renamed into place at the end)."""
-    root.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{root.name}.init-", dir=root.parent))
+    with write_guard(root):
+        root.parent.mkdir(parents=True, exist_ok=True)
+        build = Path(tempfile.mkdtemp(prefix=f".{root.name}.init-", dir=root.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(build, 0o777 & ~umask)      # mkdtemp makes it private
@@ -102,8 +104,11 @@ def _fill(build: Path, inputs: list[CaseInput], mode: str, label_convention: str
     for k, item in enumerate(inputs):
         progress.step(f"case {item.name} ({k + 1}/{len(inputs)})", k / len(inputs))
         stored, image = store_image(item.image, build / IMAGES_DIR, item.name, mode)
+        if modality != "mr":    # a CT no longer in HU (HU + 1024 unscaled, windowed to 0-255); --modality mr vouches
+            problem = ct_encoding_problem(image)
+            if problem:
+                raise InputError(f"{item.image}: {problem}")
         if modality is None and guessed is None:   # the first image's intensities tell the modality of all
-            from SpineSegLib.iis.infer.run import guess_modality   # inference: imported on use
             guessed = guess_modality(image)[0]
         _write_case_manifest(ds, item, stored, image, modality or guessed)
         if item.label is not None:
@@ -154,9 +159,13 @@ def create_dataset(root, images, labels=None, *, split="0.7,0.15,0.15", seed: in
         write_json_atomic(build / DATASET_FILE, info)
         _fill(build, inputs, mode, label_convention, label_status, modality, user, progress)
         progress.step("done", 1.0)
-        if root.exists():
-            root.rmdir()
-        os.replace(build, root)
+        with write_guard(root):
+            if root.exists():
+                root.rmdir()
+            os.replace(build, root)
+    except WriteError as exc:     # name the dataset folder, not the hidden one it is built in
+        shutil.rmtree(build, ignore_errors=True)
+        raise WriteError(str(exc).replace(str(build), str(root))) from exc
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
@@ -182,6 +191,10 @@ def add_cases(ds: AnnotationDataset, images, labels=None, *, mode: str = "copy",
     for k, item in enumerate(inputs):
         progress.step(f"case {item.name} ({k + 1}/{len(inputs)})", k / len(inputs))
         stored, image = store_image(item.image, ds.root / IMAGES_DIR, item.name, mode)
+        problem = ct_encoding_problem(image) if ds.modality != "mr" else None
+        if problem:              # the cases added before this one stay, each complete
+            Path(stored).unlink(missing_ok=True)
+            raise InputError(f"{item.image}: {problem}")
         _write_case_manifest(ds, item, stored, image, ds.modality)
 
         def change(info, n=item.name):

@@ -51,7 +51,7 @@ from typing import Optional
 
 import numpy as np
 
-from SpineSegLib.core.errors import InputError, NoSpineFoundError, OutputExistsError
+from SpineSegLib.core.errors import InputError, Interrupted, NoSpineFoundError, OutputExistsError
 from SpineSegLib.core.files import check_force, replaced_atomically
 from SpineSegLib.core.image import read_image
 from SpineSegLib.core.progress import Progress
@@ -262,6 +262,39 @@ def _fmt(v) -> str:
 
 
 # -- the whole run ---------------------------------------------------------------------------------------------
+def _train_and_compare(ds: AnnotationDataset, report: FinetuneReport, parent_path: Path, parent_ckpt: dict,
+                       train_entries, val_entries, evaluate: bool, settings: dict, *, lr: float, seed: int,
+                       crop_unlabelled: Optional[str]) -> Path:
+    """Steps 2 and 3 of the module docstring: before, training, after (into ``report``); returns the run's
+    final weights."""
+    progress, run_dir = settings["progress"], report.run_dir
+    compare = evaluate and val_entries
+    progress.step("before: segmenting the validation cases with the parent model", 0.0)
+    if compare:
+        report.before, before_cases = evaluate_model(ds, parent_path, val_entries, label="before", span=(0.0, 0.1),
+                                                     **settings)
+
+    progress.step("preparing the training cases", 0.1)
+    staging = run_dir / "staging"
+    stage_cases(ds, train_entries + val_entries, staging)
+    cfg = build_train_config(parent_ckpt, ds, staging, run_dir, [e.name for e in val_entries], report.iterations,
+                             lr, settings["device"], settings["threads"], seed, crop_unlabelled)
+    report.training_summary = _run_training(cfg, parent_path, progress, settings["log"])
+    run_model = run_dir / "model.pt"
+    if not run_model.exists():
+        raise InputError(f"training stopped before the end (iteration {report.training_summary.get('iteration')}); "
+                         "no weights written")
+
+    progress.step("after: segmenting the validation cases with the fine-tuned model", 0.7)
+    if compare:
+        report.after, after_cases = evaluate_model(ds, run_model, val_entries, label="after", span=(0.7, 0.95),
+                                                   **settings)
+        versions = {e.name: e.current for e in val_entries}
+        for (name, b, note_b), (_, a, note_a) in zip(before_cases, after_cases):
+            report.cases.append(CaseScore(name, versions[name], b, a, note_b, note_a))
+    return run_model
+
+
 def _check_inputs(ds: AnnotationDataset, parent_path: Path, output: Path, iterations: int,
                   force: bool) -> tuple[dict, dict]:
     """``(model_info, checkpoint)`` of the parent, after checking the output and the modality."""
@@ -353,7 +386,8 @@ def finetune(ds: AnnotationDataset, model, output, *, iterations: int = 500, lr:
     """Fine-tune ``model`` on the dataset's corrected cases and write ``output`` (module docstring).
 
     ``progress``: a :class:`Progress` (cancellable between training iterations and between
-    cases of the evaluation; a cancelled run writes no ``output``). ``run_dir``: the training
+    cases of the evaluation; a cancelled run writes no ``output``, nor does one stopped with Ctrl-C, which
+    raises :class:`~SpineSegLib.core.errors.Interrupted`). ``run_dir``: the training
     run folder (default ``DIR/runs/<time>_<output name>``); it keeps logs, curves and snapshots.
     """
     progress = progress or Progress()
@@ -370,31 +404,13 @@ def finetune(ds: AnnotationDataset, model, output, *, iterations: int = 500, lr:
 
     report = FinetuneReport(output, parent, [(e.name, e.current) for e in train_entries],
                             [(e.name, e.current) for e in val_entries], int(iterations), 0.0, run_dir=run_dir)
-    compare = evaluate and val_entries
     settings = dict(device=device, threads=threads, keep_incomplete=keep_incomplete, progress=progress, log=log)
-    progress.step("before: segmenting the validation cases with the parent model", 0.0)
-    if compare:
-        report.before, before_cases = evaluate_model(ds, parent_path, val_entries, label="before", span=(0.0, 0.1),
-                                                     **settings)
-
-    progress.step("preparing the training cases", 0.1)
-    staging = run_dir / "staging"
-    stage_cases(ds, train_entries + val_entries, staging)
-    cfg = build_train_config(parent_ckpt, ds, staging, run_dir, [e.name for e in val_entries], int(iterations),
-                             lr, device, threads, seed, crop_unlabelled)
-    report.training_summary = _run_training(cfg, parent_path, progress, log)
-    run_model = run_dir / "model.pt"
-    if not run_model.exists():
-        raise InputError(f"training stopped before the end (iteration {report.training_summary.get('iteration')}); "
-                         "no weights written")
-
-    progress.step("after: segmenting the validation cases with the fine-tuned model", 0.7)
-    if compare:
-        report.after, after_cases = evaluate_model(ds, run_model, val_entries, label="after", span=(0.7, 0.95),
-                                                   **settings)
-        versions = {e.name: e.current for e in val_entries}
-        for (name, b, note_b), (_, a, note_a) in zip(before_cases, after_cases):
-            report.cases.append(CaseScore(name, versions[name], b, a, note_b, note_a))
+    try:
+        run_model = _train_and_compare(ds, report, parent_path, parent_ckpt, train_entries, val_entries, evaluate,
+                                       settings, lr=lr, seed=seed, crop_unlabelled=crop_unlabelled)
+    except KeyboardInterrupt:      # Ctrl-C: the weights are written last, so nothing of them exists yet
+        raise Interrupted(f"fine-tuning stopped; nothing was written to {output} and the dataset is unchanged "
+                          f"(logs in {run_dir})") from None
 
     progress.step("writing the fine-tuned weights", 0.95)
     meta = _finetune_metadata(ds, parent_path, parent, report, train_entries, val_entries, lr, seed,

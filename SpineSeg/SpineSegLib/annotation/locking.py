@@ -37,6 +37,7 @@ import uuid
 from pathlib import Path
 
 from SpineSegLib.core.errors import SpineSegError
+from SpineSegLib.core.files import write_failure, write_guard
 from SpineSegLib.annotation.manifest import current_user, now_iso
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -135,7 +136,8 @@ class FileLock:
 
     # -- acquire / release ------------------------------------------------------------------------
     def acquire(self) -> "FileLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with write_guard(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         token = uuid.uuid4().hex
         info = {"pid": os.getpid(), "host": socket.gethostname(), "user": current_user(), "time": now_iso(),
                 "token": token}
@@ -154,10 +156,17 @@ class FileLock:
                         "that process is gone") from None
                 time.sleep(self.poll)
                 continue
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(json.dumps(info))
-                f.flush()
-                os.fsync(f.fileno())
+            except OSError as exc:       # a read-only or full disk, no permission
+                raise write_failure(self.path, exc) from exc
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(json.dumps(info))
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as exc:       # a full disk: take the empty lock file away again
+                with contextlib.suppress(OSError):
+                    os.remove(self.path)
+                raise write_failure(self.path, exc) from exc
             self.token = token
             return self
 

@@ -181,7 +181,8 @@ class AnnotationDataset(DatasetFolder):
         """Save an annotator's label map for case ``name`` as a new version; returns its number.
 
         ``label_image``: an :class:`Image` on the case image's grid (permuted / flipped axes are
-        mapped exactly; other grids are refused) or an array of the image's shape. ``user``: who
+        mapped exactly; another grid is resampled when the fields of view overlap substantially, else
+        refused: :mod:`SpineSegLib.core.grids`) or an array of the image's shape. ``user``: who
         corrected it (default: the OS user). ``based_on``: the version the annotator started from
         (a warning is recorded when another version was saved in between). ``status``:
         ``corrected`` (default) or ``reviewed`` (a reviewer's own edit).

@@ -41,6 +41,7 @@ Console use::
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from pathlib import Path
@@ -49,7 +50,7 @@ from typing import Callable, Optional
 import SimpleITK as sitk
 
 from SpineSegLib.core.errors import InputError
-from SpineSegLib.core.files import fsync_path, set_default_permissions
+from SpineSegLib.core.files import checked_write, fsync_path, set_default_permissions, write_failure, write_guard
 from SpineSegLib.core.image import Image
 from SpineSegLib.annotation.faults import fault
 from SpineSegLib.annotation.folder import LABELS_DIR, DatasetFolder
@@ -117,13 +118,25 @@ def sidecar(name: str, entry: dict) -> dict:
 
 
 def write_label_tmp(label: Image, folder: Path) -> Path:
-    """Write ``label`` to a new temporary ``.nii.gz`` in ``folder`` (flushed to disk)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write ``label`` to a new temporary ``.nii.gz`` in ``folder`` (flushed to disk); a failed write
+    (a full disk, which ITK does not report, included) raises WriteError and leaves no file."""
     tmp = folder / f".tmp-{uuid.uuid4().hex}.nii.gz"
-    sitk.WriteImage(label.to_sitk(), str(tmp), True)
-    set_default_permissions(tmp)
-    fsync_path(tmp)
+    try:
+        with write_guard(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+        with checked_write(folder, tmp):
+            sitk.WriteImage(label.to_sitk(), str(tmp), True)
+        set_default_permissions(tmp)
+        fsync_path(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return tmp
+
+
+#: why os.link fails on a file system without hard links (FAT, some network shares)
+NO_HARD_LINKS = frozenset(getattr(errno, n) for n in ("EPERM", "ENOTSUP", "EOPNOTSUPP", "EXDEV", "EMLINK", "ENOSYS")
+                          if hasattr(errno, n))
 
 
 def place_no_clobber(tmp: Path, final: Path) -> None:
@@ -133,10 +146,13 @@ def place_no_clobber(tmp: Path, final: Path) -> None:
         os.link(tmp, final)
     except FileExistsError:
         raise
-    except OSError:   # file system without hard links
+    except OSError as exc:
+        if exc.errno not in NO_HARD_LINKS:     # a full or read-only disk: no use trying a rename
+            raise write_failure(final, exc) from exc
         if final.exists():
             raise FileExistsError(str(final)) from None
-        os.replace(tmp, final)
+        with write_guard(final):
+            os.replace(tmp, final)
         return
     os.remove(tmp)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from SpineSegLib.core.errors import InputError
+from SpineSegLib.core.modality import ct_encoding_problem
 
 AIR_HU = -500.0          # air and lung lie below this in a CT in Hounsfield units
 MIN_AIR_FRACTION = 0.01  # a CT of the trunk has at least this much air around or inside the body
@@ -32,6 +33,9 @@ def check_ct(image, params, spacing_zyx=None) -> None:
     if lo == hi:
         raise InputError(f"the volume is constant ({lo:g} everywhere)")
     if lo >= 0:
+        problem = ct_encoding_problem(array)     # HU + 1024 without its rescale, or windowed to 0-255
+        if problem:
+            raise InputError(problem)
         raise InputError(f"the intensities range over {lo:g}..{hi:g} with nothing negative: this does not look like a CT in "
                          "Hounsfield units (an MR or an unscaled image?)")
     # extent along the axis that points superior-inferior

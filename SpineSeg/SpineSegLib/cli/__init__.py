@@ -2,20 +2,35 @@
 
 Each subcommand lives in ``SpineSegLib/cli/<name>.py`` with ``register(subparsers)`` and a
 ``run(args)`` function that imports its heavy dependencies (torch ...) only when it runs, so that
-``spineseg --help`` is instant. Errors derived from :class:`SpineSegError` are printed as one line
-(``spineseg: error: ...``) with exit status 2; nothing else is caught.
+``spineseg --help`` is instant.
+
+Errors derived from :class:`SpineSegError` are printed as one line (``spineseg: error: ...``) with exit
+status 2; so are the errors of a full or read-only disk that did not come through ``core.files`` (never
+a bug, so a traceback would only hide the cause). Ctrl-C ends with ``spineseg: interrupted`` (and what
+was kept, for :class:`Interrupted`) and exit status 130. Anything else is a bug and keeps its traceback.
+
+Console use::
+
+    from SpineSegLib.cli import main
+    main(["classical", "ct.nii.gz", "-o", "spine.nii.gz"])      # 0, 2 (one-line error) or 130
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
 from SpineSegLib import __version__
 from SpineSegLib.core.errors import SpineSegError
+from SpineSegLib.core.files import describe_os_error
+from SpineSegLib.core.notes import notes_on_stderr
 
-COMMANDS = ("classical", "evaluate", "iis", "speed", "train", "dataset")
+#: OSErrors reported as one line wherever they come from: a full or read-only disk, a quota
+DISK_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EROFS") if hasattr(errno, n))
+
+COMMANDS = ("classical", "evaluate", "iis", "speed", "train", "dataset", "engine")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,12 +60,19 @@ def main(argv=None) -> int:
         parser.print_help()
         return 1
     try:
-        return int(args.func(args) or 0)
+        with notes_on_stderr():     # a choice made while reading an input: one line "spineseg: note: ..."
+            return int(args.func(args) or 0)
     except SpineSegError as exc:
         print(f"spineseg: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("spineseg: interrupted", file=sys.stderr)
+    except OSError as exc:
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        where = f"cannot write {exc.filename}: " if exc.filename else ""
+        print(f"spineseg: error: {where}{describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print("spineseg: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
 
 

@@ -70,7 +70,7 @@ def build_params(args):
     values = {}
     if args.params:
         try:
-            values = json.loads(Path(args.params).read_text())
+            values = json.loads(Path(args.params).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise InputError(f"{args.params}: not a readable JSON file of parameters ({exc})") from None
         if not isinstance(values, dict):
@@ -96,6 +96,7 @@ def run(args):
     from pathlib import Path
 
     from SpineSegLib.classical import ClassicalResult, segment_spine
+    from SpineSegLib.core import grids
     from SpineSegLib.core.errors import OutputExistsError
     from SpineSegLib.core.image import check_writable, read_image, write_image
     from SpineSegLib.core.progress import console_progress
@@ -115,6 +116,8 @@ def run(args):
 
     image = read_image(args.input)
     reference = read_image(args.reference) if args.reference else None
+    if reference is not None:   # an unrelated reference is refused before the work, not after it
+        grids.check(image, reference, what="the scan", onto="the reference")
     labels = parse_ids(args.reference_labels) if args.reference_labels else None
 
     progress = console_progress(quiet=args.quiet)

@@ -37,8 +37,10 @@ def register(sub):
         "evaluate",
         help=HELP,
         description=(
-            "Compare PRED with REF on REF's grid (PRED is mapped onto it exactly when the grids differ only\n"
-            "by flipped/permuted axes, else resampled with nearest neighbour). Binary mode treats every\n"
+            "Compare PRED with REF on REF's grid. PRED is mapped onto it exactly when the voxel centres\n"
+            "coincide (axes flipped/permuted), resampled with nearest neighbour when the two fields of view\n"
+            "overlap by at least half (intersection over union) or one lies inside the other (a crop),\n"
+            "with a note on stderr; else refused (are they the same scan?). Binary mode treats every\n"
             "non-zero voxel as spine; instance mode compares each reference vertebra with the predicted\n"
             "vertebra it overlaps most (Lessmann et al. 2019). Metric definitions: see\n"
             "SpineSegLib.evaluation.metrics and SpineSegLib.evaluation.instance_metrics."
@@ -132,7 +134,7 @@ def read_pairs(path) -> list[dict]:
     if not path.is_file():
         raise InputError(f"{path}: no such pairs list")
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text (CSV) file") from None
     numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip() and not line.lstrip().startswith("#")]
@@ -245,15 +247,23 @@ def run(args):
 
 def _evaluate_pair(pair, args, labels, pred_labels, batch):
     from SpineSegLib.core.errors import InputError
+    from SpineSegLib.core.grids import conform
     from SpineSegLib.core.image import read_image
+    from SpineSegLib.core.notes import note as tell
     from SpineSegLib.evaluation.completeness import read_completeness
     from SpineSegLib.evaluation.instance_metrics import evaluate_instance_images
     from SpineSegLib.evaluation.metrics import evaluate_binary_images
     from SpineSegLib.evaluation.reports import format_case_table, format_summary
 
-    pred, ref = read_image(pair["pred"]), read_image(pair["ref"])
-    mode = _resolve_mode(args.mode, pred, ref)
     where = f"{pair['case']}: " if batch else ""
+    pred, ref = read_image(pair["pred"]), read_image(pair["ref"])
+    try:
+        pred, note = conform(pred, ref, label=True, what="the prediction", onto="the reference")
+    except InputError as exc:
+        raise InputError(f"{where}{exc}") from None
+    if note:
+        tell(f"{where}{note}")      # one line "spineseg: note: ..." on stderr
+    mode = _resolve_mode(args.mode, pred, ref)
     if mode == "binary":
         if pair.get("completeness") or pair.get("ref_completeness"):
             raise InputError(f"{where}completeness flags need instance mode, but binary mode was chosen "

@@ -9,9 +9,21 @@ origin and direction, in the conventions of ITK/SimpleITK and DICOM:
 * physical coordinates are **LPS** (x to the patient's left, y posterior, z superior), so that
   ``point_lps = origin + direction @ (spacing * (i, j, k))``. Slicer shows RAS: negate x and y.
 
-Reading accepts NIfTI, NRRD, MHA/MHD and DICOM series folders (the folder's largest series is
-read); writing accepts ``.nii``, ``.nii.gz``, ``.nrrd`` and ``.mha``. Files are written
-atomically and an existing file is never replaced unless ``force=True``.
+Reading accepts NIfTI, NRRD, MHA/MHD and DICOM series folders; writing accepts ``.nii``, ``.nii.gz``,
+``.nrrd`` and ``.mha``. Files are written atomically and an existing file is never replaced unless
+``force=True``.
+
+What is read is checked, and refused with one :class:`InputError` line naming the problem:
+
+* a file must hold all the data its header describes (a ``.nii.gz`` cut short is otherwise read with
+  zeros in place of the missing voxels): "truncated or corrupt file", see :mod:`SpineSegLib.core.integrity`;
+* a DICOM folder must give one regular grid: several series (the largest CT series is read, with a
+  note), missing or duplicate slices, uneven spacing and gantry tilt, see :mod:`SpineSegLib.core.dicom`;
+* the voxels must be finite (no NaN or infinity in a float image), the spacing positive and the
+  axis directions orthonormal (the last two for every :class:`Image`, however it was made).
+
+Notes (a choice made while reading, not an error) are :class:`SpineSegLib.core.notes.InputNote`
+warnings; the command line prints each as ``spineseg: note: ...``.
 
 Console use::
 
@@ -23,16 +35,21 @@ Console use::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from SpineSegLib.core.dicom import read_dicom_folder
 from SpineSegLib.core.errors import InputError
 from SpineSegLib.core.files import check_force, replaced_atomically
+from SpineSegLib.core.integrity import check_after_read, check_before_read, describe_read_failure, nonfinite_error
 
 WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+#: the largest deviation of ``direction.T @ direction`` from the identity accepted as orthonormal
+ORTHONORMAL_TOL = 1e-3
 
 
 @dataclass
@@ -51,6 +68,12 @@ class Image:
         self.spacing = tuple(float(s) for s in self.spacing)
         self.origin = tuple(float(o) for o in self.origin)
         self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
+        if not all(math.isfinite(s) and s > 0 for s in self.spacing):
+            raise InputError(f"the voxel spacing must be positive, got {' x '.join(f'{s:g}' for s in self.spacing)} mm")
+        if not (np.isfinite(self.direction).all()
+                and np.abs(self.direction.T @ self.direction - np.eye(3)).max() <= ORTHONORMAL_TOL):
+            raise InputError("the axis directions are not orthonormal (a sheared or scaled grid; direction "
+                             f"matrix {' '.join(f'{v:.3g}' for v in self.direction.ravel())})")
 
     # -- geometry ---------------------------------------------------------------------------
     @property
@@ -144,43 +167,54 @@ def read_image(path) -> Image:
     """Read a 3-D scalar image from a file or a DICOM series folder.
 
     Raises :class:`InputError` naming the problem: missing path, a file that is not a medical
-    image, a 2-D or 4-D image, a folder without DICOM images.
+    image, a truncated or corrupt file, a DICOM folder that is not one regular series, a 2-D or
+    4-D image, NaN or infinite voxels, zero or negative spacing, non-orthonormal axes (see the
+    module docstring). A choice made on the way (which DICOM series) is issued as a note.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
-    if path.is_dir():
-        img = _read_dicom_folder(path)
-    else:
-        try:
-            img = sitk.ReadImage(str(path))
-        except RuntimeError:
-            raise InputError(f"{path}: not a readable image (expected NIfTI, NRRD, MHA or a DICOM folder)") from None
+    img = read_dicom_folder(path) if path.is_dir() else _read_file(path)
     dim = img.GetDimension()
     if dim == 2 or (dim == 3 and 1 in img.GetSize()[:2]):
         raise InputError(f"{path}: is a 2-D image ({'x'.join(map(str, img.GetSize()))}); a 3-D volume is needed")
     if dim != 3:
         raise InputError(f"{path}: is a {dim}-D image; a 3-D volume is needed")
     try:
-        return Image.from_sitk(img)
+        image = Image.from_sitk(img)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
+    _check_finite(path, image.array)
+    return image
 
 
-def _read_dicom_folder(folder: Path) -> sitk.Image:
-    reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder)) or ()
-    if not series:
-        raise InputError(f"{folder}: folder holds no DICOM series")
-    files = max((reader.GetGDCMSeriesFileNames(str(folder), s) for s in series), key=len)
-    if len(files) < 2:
-        raise InputError(f"{folder}: the DICOM series has a single slice; a 3-D volume is needed")
-    reader.SetFileNames(files)
+def _read_file(path: Path) -> sitk.Image:
+    """ITK's read of one file, between the checks that it holds the data its header describes."""
+    layout = check_before_read(path)
     try:
-        return reader.Execute()
+        img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
-        raise InputError(f"{folder}: the DICOM series could not be read ({first})") from None
+        describe_read_failure(path)
+        text = str(exc)
+        if "orthonormal" in text:
+            raise InputError(f"{path}: the axis directions in its header are not orthonormal (a sheared grid)") \
+                from None
+        if "spacing" in text and "Refusing" in text:
+            raise InputError(f"{path}: zero voxel spacing in its header; every spacing must be positive") from None
+        raise InputError(f"{path}: not a readable image (expected NIfTI, NRRD, MHA or a DICOM folder)") from None
+    check_after_read(path, layout, sitk.GetArrayViewFromImage(img))
+    return img
+
+
+def _check_finite(path: Path, array: np.ndarray) -> None:
+    """Refuse NaN and infinite voxels. The minimum and maximum are NaN / infinite exactly when some voxel is, so
+    a good float image costs two passes and no copy; only a bad one is counted, a slice at a time."""
+    if array.dtype.kind not in "fc" or array.size == 0:
+        return
+    if np.isfinite(array.min()) and np.isfinite(array.max()):
+        return
+    bad = sum(int(array[k].size - np.count_nonzero(np.isfinite(array[k]))) for k in range(array.shape[0]))
+    raise nonfinite_error(path, bad, array.size)
 
 
 # -- writing -------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def read_completeness(path) -> dict[int, bool]:
     if not path.is_file():
         raise InputError(f"{path}: no such completeness file")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
     return parse_completeness(data, str(path))

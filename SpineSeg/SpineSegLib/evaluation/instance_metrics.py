@@ -1,8 +1,8 @@
 """Per-vertebra (instance) evaluation of a vertebra label map against a reference label map.
 
 Both maps hold one id per vertebra (VerSe ids, see :mod:`SpineSegLib.core.labels`) and lie on the same
-grid (map the prediction onto the reference with :func:`SpineSegLib.core.image.resample_to_grid`, or
-call :func:`evaluate_instance_images`, which does it). The definitions follow Lessmann et al.
+grid (put the prediction onto the reference with :func:`SpineSegLib.core.grids.conform`, or call
+:func:`evaluate_instance_images`, which does it). The definitions follow Lessmann et al.
 (MedIA 2019, section 4.2) where the paper gives one:
 
 * **Matching** (largest overlap): each reference vertebra R is compared with the predicted
@@ -67,10 +67,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
+from SpineSegLib.core import notes
 from SpineSegLib.core.errors import InputError
+from SpineSegLib.core.grids import conform
 from SpineSegLib.core.image import Image
 from SpineSegLib.core.labels import name_of
-from SpineSegLib.core.resample import resample_to_grid
 from SpineSegLib.evaluation.completeness import completeness_from_boxes
 from SpineSegLib.evaluation.identification import weighted_kappa
 from SpineSegLib.evaluation.label_maps import label_array, select_ids
@@ -371,13 +372,16 @@ def _pair_distances(ref, r, ref_box, pred, p, pred_box, spacing_zyx) -> tuple[fl
 def evaluate_instance_images(pred: Image, ref: Image, *, ids=None, pred_ids="same", **kwargs) -> CaseResult:
     """:func:`evaluate_instances` of two :class:`Image` label maps on the reference's grid.
 
-    The prediction is mapped onto the reference grid (exactly when the grids differ only by
-    flipped/permuted axes, else nearest neighbour). ``ids`` keeps only those reference ids (others
-    become background); ``pred_ids`` does the same for the prediction (default ``"same"``: the
-    ``ids`` list; None: keep every predicted id). Other keywords go to :func:`evaluate_instances`.
+    The prediction is put onto the reference grid by :func:`SpineSegLib.core.grids.conform` (exactly when
+    the voxel centres coincide, resampled with nearest neighbour when the fields of view overlap
+    substantially, else :class:`InputError`), which is told as a note (:mod:`SpineSegLib.core.notes`) when
+    the grids differ. ``ids`` keeps only those reference ids (others become background); ``pred_ids`` does
+    the same for the prediction (default ``"same"``: the ``ids`` list; None: keep every predicted id). Other
+    keywords go to :func:`evaluate_instances`.
     """
-    if not pred.same_grid(ref):
-        pred = resample_to_grid(pred, ref, label=True)
+    pred, note = conform(pred, ref, label=True, what="the prediction", onto="the reference")
+    if note:
+        notes.note(note)
     if isinstance(pred_ids, str) and pred_ids == "same":
         pred_ids = ids
     ref_arr = select_ids(label_array(ref.array, "reference"), ids)

@@ -29,9 +29,10 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from SpineSegLib.core import notes
 from SpineSegLib.core.errors import InputError
+from SpineSegLib.core.grids import conform
 from SpineSegLib.core.image import Image
-from SpineSegLib.core.resample import resample_to_grid
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -115,11 +116,13 @@ def binary_metrics(pred: np.ndarray, ref: np.ndarray, spacing=(1.0, 1.0, 1.0)) -
 def evaluate_binary_images(pred: Image, ref: Image, ref_labels=None) -> dict:
     """Binary metrics of a predicted mask against a reference image, on the reference's grid.
 
-    The prediction is mapped onto the reference grid (exactly when the grids differ only by
-    permuted/flipped axes, else by nearest-neighbour resampling). ``ref_labels`` restricts the
-    reference to those ids (default: every non-zero voxel).
+    The prediction is put onto the reference grid by :func:`SpineSegLib.core.grids.conform` (exactly when
+    the voxel centres coincide, resampled with nearest neighbour when the fields of view overlap
+    substantially, else :class:`InputError`), which is told as a note (:mod:`SpineSegLib.core.notes`) when
+    the grids differ. ``ref_labels`` restricts the reference to those ids (default: every non-zero voxel).
     """
-    if not pred.same_grid(ref):
-        pred = resample_to_grid(pred, ref, label=True)
+    pred, note = conform(pred, ref, label=True, what="the prediction", onto="the reference")
+    if note:
+        notes.note(note)
     ref_mask = ref.array > 0 if ref_labels is None else np.isin(ref.array, list(ref_labels))
     return binary_metrics(pred.array > 0, ref_mask, ref.spacing)

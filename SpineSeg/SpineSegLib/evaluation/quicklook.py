@@ -42,8 +42,9 @@ def save_quicklook(image: Image, result, path, force: bool = False, reference: I
     mask = to_canonical(result.mask).image.array > 0
     ref = None
     if reference is not None:
-        from SpineSegLib.core.resample import resample_to_grid
-        ref = to_canonical(resample_to_grid(reference, image, label=True)).image.array > 0
+        from SpineSegLib.core.grids import conform
+        on_grid, _ = conform(reference, image, label=True, what="the reference", onto="the scan")
+        ref = to_canonical(on_grid).image.array > 0
     centres = _to_index(ct, result.centerline_centres_lps)
     fig = Figure(figsize=(13, 7), dpi=100)
     FigureCanvasAgg(fig)

@@ -37,7 +37,7 @@ def check_output(path, force: bool = False) -> Path:
 def _atomic_write_text(path, text: str, force: bool) -> Path:
     path = check_output(path, force)
     with replaced_atomically(path) as tmp:
-        with open(tmp, "w", newline="") as f:    # the text as given: CSV lines end in "\n" on every system
+        with open(tmp, "w", encoding="utf-8", newline="") as f:    # the text as given: CSV lines end in "\n" on every system
             f.write(text)
     return path
 

@@ -1,13 +1,15 @@
 """SpineSeg in 3D Slicer's MRML scene: the Qt-free logic of the Slicer modules and the bridge between SpineSeg's
 results and MRML nodes.
 
-This package is the only part of SpineSegLib that touches MRML: its modules import ``slicer`` and ``vtk`` (never
-``qt`` or ``ctk``, which only exist inside the Slicer application); no other package imports any of them
+This package is the only part of SpineSegLib that touches MRML: its modules import ``slicer`` and ``vtk`` (only the
+panels -- ``classical_widget``, ``iis_widget``, ``annotation_widget``, ``widget_base``, ``widget_support`` -- import
+``qt``/``ctk``, which exist only inside the Slicer application, and nothing else here imports them); no other
+package imports any of them
 (``Testing/test_slicer_modules.py`` checks it) nor this package (``scripts/import_graph.py``: it is the top layer). Every function takes the scene or its nodes as parameters and
 uses only MRML classes, the static calls of Slicer's module logics, vtk and numpy, so the same code runs inside 3D
 Slicer (``slicer.mrmlScene``) and under the ``slicer-core`` wheel, where the tests drive it (a scene from
-:func:`~SpineSegLib.slicer.scene.new_scene`). The module files ``SpineSeg.py`` / ``SpineSegIIS.py`` add only
-widgets and delegate to the logic classes here.
+:func:`~SpineSegLib.slicer.scene.new_scene`). The module files ``SpineSeg.py`` / ``SpineSegIIS.py`` only
+declare the modules and build the panels kept here, which delegate to the logic classes.
 
 Nodes <-> SpineSeg data (points in LPS mm, as everywhere in SpineSeg; conventions in :mod:`.volumes`):
 
@@ -30,6 +32,10 @@ The logic of the two modules:
 * :mod:`.iis_logic` -- :class:`~.iis_logic.IISLogic`: IIS in a child process, run-time estimates and the device
   probe; :mod:`.iis_stepper` (one network pass per click, in process), :mod:`.iis_display` (the temporary nodes
   showing the traversal), :mod:`.iis_results` (importing a result, per-vertebra table, evaluation);
+* :mod:`.classical_widget`, :mod:`.iis_widget` -- the modules' panels (Qt, only inside Slicer) over
+  :mod:`.widget_base` (parameter node, dialogs, exports, the slice view to follow) and :mod:`.widget_support`
+  (installing dependencies, reloading the Lib); their Qt-free choices in :mod:`.widget_choices` (the model for an
+  input's modality, the start point ...); :mod:`.widget_samples` (the sample in Sample Data); :mod:`.self_tests`;
 * :mod:`.process` -- the child-process runner (progress lines, cancel kills the process tree; no MRML);
 * :mod:`.dependencies` -- which Python packages are missing inside Slicer and how to install them (no MRML).
 

@@ -12,7 +12,9 @@ scene transaction (a failure or a cancel adds nothing):
   them to the axial slice nearest to a position, :meth:`ClassicalLogic.follow_slice_node` does it
   whenever the user scrolls a slice view (the red one in the module);
 * with a reference segmentation or label map, a metrics table (IoU, DSC, HD95, ASSD, volumes) exactly as
-  :func:`~SpineSegLib.evaluation.metrics.evaluate_binary_images` computes them.
+  :func:`~SpineSegLib.evaluation.metrics.evaluate_binary_images` computes them. A reference on another grid is
+  checked before the pipeline runs (:mod:`SpineSegLib.core.grids`); how it was mapped is in
+  ``ClassicalOutputs.grid_notes`` and the table's attribute ``SpineSeg.grid_note``.
 
 Console use (Slicer's Python console)::
 
@@ -26,6 +28,7 @@ Console use (Slicer's Python console)::
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -34,14 +37,19 @@ import slicer
 import vtk
 
 from SpineSegLib.core.errors import InputError
-from SpineSegLib.core.image import Image, write_image
+from SpineSegLib.core.grids import check
+from SpineSegLib.core.notes import collect_notes
+from SpineSegLib.core.events import EngineRequest
+from SpineSegLib.core.image import Image, read_image, write_image
 from SpineSegLib.core.label_files import REGION_CONTEXT, TERMINOLOGY_CONTEXT
+from SpineSegLib.slicer.classical_geometry import classical_result
 from SpineSegLib.slicer.common import check_volume_node, reference_image, rows_for_table
+from SpineSegLib.slicer.engine import EngineTask
 from SpineSegLib.slicer.markups import add_curve, add_points, set_control_points
 from SpineSegLib.slicer.scene import add_folder, remove_nodes, scene_transaction, subject_hierarchy_item
 from SpineSegLib.slicer.segmentations import labelmap_to_segmentation, segmentation_to_image
 from SpineSegLib.slicer.storage import save_node
-from SpineSegLib.slicer.tables import add_table
+from SpineSegLib.slicer.tables import add_table, set_table
 from SpineSegLib.slicer.volumes import ras_to_lps
 
 SPINE_LABEL = 255           # the spine segment's id (outside the vertebra table, so it is never coded as one)
@@ -79,6 +87,7 @@ class ClassicalOutputs:
     metrics_table: object = None
     metrics: dict = field(default_factory=dict)
     observers: list = field(default_factory=list)    # (node, tag) of slice-following observers
+    grid_notes: list = field(default_factory=list)   # how the reference / the result were mapped for the metrics
 
     @property
     def nodes(self) -> list:
@@ -137,17 +146,58 @@ class ClassicalLogic:
         segmentation, a single slice ...); the CT-specific checks follow in the pipeline."""
         return check_volume_node(volume_node, min_slices=2)
 
-    def run(self, volume_node, params=None, progress=None, reference_node=None, name: Optional[str] = None,
-            slice_position_lps=None) -> ClassicalOutputs:
-        """Segment the spine of ``volume_node`` and show the result (module docstring). ``params``: None, a
-        ClassicalParams, a dict or an object with such attributes. Raises InputError / NoSpineFoundError /
-        Cancelled before anything is added to the scene."""
-        from SpineSegLib.classical import segment_spine
-
+    def start(self, volume_node, params=None, reference_node=None, name: Optional[str] = None,
+              slice_position_lps=None, on_progress=None, on_state=None, on_line=None,
+              python: Optional[str] = None) -> EngineTask:
+        """Check the input (and the reference's grid) and start the pipeline in the engine child
+        (``spineseg engine classical``); ``task.result`` is the :class:`ClassicalOutputs` once done. Drive it
+        with ``poll()`` (GUI timer) or ``wait()``; ``cancel()`` kills it at once and adds nothing."""
         image = self.check_input(volume_node)
         params = classical_params(params)
-        reference = reference_image(reference_node, volume_node) if reference_node is not None else None
-        result = segment_spine(image, params, progress)
+        with collect_notes() as notes:
+            reference = reference_image(reference_node, volume_node) if reference_node is not None else None
+        if reference is not None:
+            check(image, reference)                  # before the work, not after it
+
+        def request(work):
+            return EngineRequest("classical", work / "input.nii", work, params=params.to_dict())
+
+        def finish(task, event):
+            result = classical_result(read_image(event.labels_path), event.geometry)
+            result.timings = dict(event.info.get("timings") or {})      # the child's seconds per step
+            return self._add_outputs(volume_node, result, reference, notes + task.notes, name, slice_position_lps)
+
+        return EngineTask(image, request, python=python, finish=finish, on_progress=on_progress, on_state=on_state,
+                          on_line=on_line, name="SpineSeg").start()
+
+    def run(self, volume_node, params=None, progress=None, reference_node=None, name: Optional[str] = None,
+            slice_position_lps=None) -> ClassicalOutputs:
+        """Segment the spine of ``volume_node`` in the engine child and show the result (module docstring); waits.
+        ``params``: None, a ClassicalParams, a dict or an object with such attributes; ``progress``: a
+        :class:`~SpineSegLib.core.progress.Progress` that sees the child's phases and whose ``cancel()`` kills it.
+        Raises InputError / NoSpineFoundError (the child's message) / Cancelled before anything is added."""
+        from SpineSegLib.core.progress import Cancelled
+
+        def forward(fraction, phase):
+            if progress is not None and progress.callback is not None and not progress.cancelled:
+                progress.callback(phase, fraction)
+
+        task = self.start(volume_node, params, reference_node, name, slice_position_lps, on_progress=forward)
+        try:
+            while task.poll() == "running":
+                if progress is not None and progress.cancelled:
+                    task.cancel()
+                    raise Cancelled("cancelled by the user")
+                time.sleep(0.02)
+        except BaseException:
+            task.cancel()
+            raise
+        if task.state != "done" and progress is not None and progress.cancelled:
+            raise Cancelled("cancelled by the user")
+        task.raise_for_state()
+        return task.result
+
+    def _add_outputs(self, volume_node, result, reference, notes, name, slice_position_lps) -> ClassicalOutputs:
         base = name or f"{volume_node.GetName()} spine"
         with scene_transaction(self.scene):
             segmentation = self.add_segmentation(result.mask, volume_node, base)
@@ -161,7 +211,7 @@ class ClassicalLogic:
             if slice_position_lps is not None:
                 self.show_slice(out, slice_position_lps)
             if reference is not None:
-                self._add_metrics(out, reference, base)
+                self._add_metrics(out, reference, base, notes)
         return out
 
     # -- results in the scene ------------------------------------------------------------------------------
@@ -194,21 +244,32 @@ class ClassicalLogic:
             node.GetDisplayNode().SetVisibility(False)
         return SliceDisplay(folder, lines, parabola, dp)
 
-    def _add_metrics(self, out: ClassicalOutputs, reference: Image, base: str) -> None:
+    def _add_metrics(self, out: ClassicalOutputs, reference: Image, base: str, notes: list) -> None:
         from SpineSegLib.evaluation.metrics import evaluate_binary_images
 
-        metrics = evaluate_binary_images(out.result.mask, reference)
-        out.metrics = metrics
-        out.metrics_table = add_table(self.scene, rows_for_table([metrics]), base + " metrics",
-                                      next_to=out.volume_node, descriptions=METRIC_DESCRIPTIONS)
+        with collect_notes() as more:
+            metrics = evaluate_binary_images(out.result.mask, reference)
+        notes = list(notes) + more
+        out.metrics, out.grid_notes = metrics, notes
+        table = out.metrics_table
+        if table is not None and table.GetScene() is self.scene:      # evaluated again: the same table, updated
+            set_table(table, rows_for_table([metrics]), descriptions=METRIC_DESCRIPTIONS)
+        else:
+            out.metrics_table = add_table(self.scene, rows_for_table([metrics]), base + " metrics",
+                                          next_to=out.volume_node, descriptions=METRIC_DESCRIPTIONS)
+        if notes:
+            out.metrics_table.SetAttribute("SpineSeg.grid_note", "; ".join(notes))
+        else:
+            out.metrics_table.RemoveAttribute("SpineSeg.grid_note")
 
     def evaluate(self, out: ClassicalOutputs, reference_node) -> object:
-        """(Re)compute the metrics table of a result against a reference segmentation or label map."""
-        reference = reference_image(reference_node, out.volume_node)
+        """(Re)compute the metrics table of a result against a reference segmentation or label map (the result's
+        table, updated in place when it is still in the scene)."""
+        with collect_notes() as notes:
+            reference = reference_image(reference_node, out.volume_node)
+        check(out.result.mask, reference)            # a refused reference keeps the table there is
         with scene_transaction(self.scene):
-            remove_nodes(out.metrics_table)
-            out.metrics_table = None
-            self._add_metrics(out, reference, out.segmentation.GetName())
+            self._add_metrics(out, reference, out.segmentation.GetName(), notes)
         return out.metrics_table
 
     # -- the current slice -----------------------------------------------------------------------------------

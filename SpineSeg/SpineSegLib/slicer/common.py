@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from SpineSegLib.core.errors import InputError
+from SpineSegLib.core import notes
+from SpineSegLib.core.grids import check
+from SpineSegLib.core.grids import note as grid_note
 from SpineSegLib.core.image import Image, write_image
 from SpineSegLib.slicer.segmentations import segmentation_to_image
 from SpineSegLib.slicer.storage import save_node
@@ -48,11 +51,22 @@ def check_volume_node(node, what: str = "input volume", min_slices: int = 2) -> 
 
 def reference_image(node, reference_volume) -> Image:
     """A reference (a segmentation node with vertebra segments, or a label map / scalar volume with ids) as an
-    id image on ``reference_volume``'s grid when it is a segmentation, else on its own grid."""
+    id image on ``reference_volume``'s grid when it is a segmentation, else on its own grid.
+
+    A segmentation is rasterised by Slicer onto the volume's grid; the grid it was drawn on must be one
+    :mod:`SpineSegLib.core.grids` accepts there (else :class:`InputError`, naming the overlap); a note
+    (:mod:`SpineSegLib.core.notes`) tells when it differs. (A segmentation under a transform is placed by it.)"""
     if node is None:
         raise InputError("no reference selected: choose a segmentation or a label map")
     if node.IsA("vtkMRMLSegmentationNode"):
-        return segmentation_to_image(node, reference_volume)
+        image = segmentation_to_image(node, reference_volume)
+        if reference_volume is not None and node.GetParentTransformNode() is None:
+            own = segmentation_to_image(node)      # on the segmentation's own geometry
+            what, onto = f"reference {node.GetName()!r}", "the volume"
+            relation = check(own, image, what=what, onto=onto)
+            if relation.kind != "same":
+                notes.note(grid_note(relation, own, image, what, onto))
+        return image
     if node.IsA("vtkMRMLVolumeNode"):
         image = volume_to_image(node)
         if image.array.dtype.kind == "f" and np.any(image.array != np.round(image.array)):

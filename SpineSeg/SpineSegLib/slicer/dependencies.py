@@ -7,13 +7,15 @@ The Slicer modules call :func:`check` on first use (Apply / Run), ask the user, 
 
 Rules (what users of other extensions complained about):
 
-* SimpleITK comes with Slicer and is never installed or upgraded by SpineSeg; a missing or too old
-  SimpleITK is reported (reinstall / update Slicer).
+* SimpleITK, numpy and scipy come with Slicer and are never installed or upgraded by SpineSeg; a missing
+  or too old one is reported (reinstall / update Slicer). Their minimums are versions that the oldest
+  supported Slicer (:data:`OLDEST_SLICER`) ships (:data:`SLICER_SHIPS`), so on a supported Slicer they are
+  never missing.
 * torch is installed through the PyTorch extension (``PyTorchUtils``, which picks the CUDA or CPU
   build that fits the machine) when it is present, else with pip after the user agreed; an
   installed torch that is too old is never replaced behind the user's back (the user is told to
   update it through the PyTorch extension).
-* everything else (scipy, scikit-image, scikit-learn) is installed with pip after asking.
+* everything else (scikit-image, scikit-learn) is installed with pip after asking.
 
 Console use (also in Slicer's Python console)::
 
@@ -47,9 +49,21 @@ class Requirement:
         return f"{self.pip_name}>={self.minimum}" if self.minimum else self.pip_name
 
 
+#: the oldest 3D Slicer release SpineSeg supports (the README says so; Testing/test_slicer_api.py checks the MRML calls)
+OLDEST_SLICER = "5.10"
+#: the versions of the Python packages that 3D Slicer releases ship, read from Slicer's SuperBuild at each tag
+#: (SuperBuild/External_SimpleITK.cmake: GIT_TAG "slicer-v2.5.2" at v5.10.0; External_python-SimpleITK.cmake,
+#: External_python-numpy.cmake, External_python-scipy.cmake: the pinned "name==version" requirements).
+#: For comparison, Slicer 5.6 ships SimpleITK 2.2.1.
+SLICER_SHIPS = {
+    "5.10.0": {"SimpleITK": "2.5.2", "numpy": "2.0.2", "scipy": "1.13.1"},
+    "5.12.3": {"SimpleITK": "2.5.5", "numpy": "2.4.6", "scipy": "1.17.1"},
+}
+
 NUMPY = Requirement("numpy", "numpy", "1.24", "arrays", comes_with_slicer=True)
 SIMPLEITK = Requirement("SimpleITK", "SimpleITK", "2.3", "image resampling and I/O", comes_with_slicer=True)
-SCIPY = Requirement("scipy", "scipy", "1.10", "morphology, distance transforms, interpolation")
+SCIPY = Requirement("scipy", "scipy", "1.10", "morphology, distance transforms, interpolation",
+                    comes_with_slicer=True)
 SKIMAGE = Requirement("skimage", "scikit-image", "0.21", "morphology and region measurements")
 SKLEARN = Requirement("sklearn", "scikit-learn", "1.3", "robust (RANSAC) centerline fit, weighted kappa")
 TORCH = Requirement("torch", "torch", "2.1", "the IIS network", via_pytorch=True)
@@ -139,7 +153,7 @@ def install_plan(missing: list[Missing]) -> InstallPlan:
         r = m.requirement
         if r.comes_with_slicer:
             plan.refused.append((m, f"{r.pip_name} comes with 3D Slicer and is not installed by SpineSeg; "
-                                    "reinstall or update 3D Slicer"))
+                                    f"reinstall or update 3D Slicer (SpineSeg needs {OLDEST_SLICER} or newer)"))
         elif r.via_pytorch:
             if m.installed is None:
                 plan.torch = m

@@ -1,15 +1,14 @@
-"""IIS vertebra segmentation of a volume node, run out of process or stepped in process. Qt-free (the module
+"""IIS vertebra segmentation of a volume node, run or stepped in a child process. Qt-free (the module
 ``SpineSegIIS.py`` adds only widgets); runs in 3D Slicer and under ``slicer-core``.
 
-**Run** (:meth:`IISLogic.start` / :meth:`IISLogic.segment`): the volume is written to a temporary NIfTI file
-and ``spineseg iis`` runs in a child process (``PythonSlicer -m SpineSegLib iis ...``, see
-:mod:`SpineSegLib.slicer.process`) with ``--table`` and ``--steps-dir``; the GUI polls it from a timer (progress
-bar, the current patch as an ROI box, :mod:`SpineSegLib.slicer.iis_display`), Cancel kills the child's process
-tree. When the child succeeds the label map and table are imported in one scene transaction
-(:mod:`SpineSegLib.slicer.iis_results`). A failed or cancelled run adds no node.
-
-**Step** (:meth:`IISLogic.stepper`): the same pipeline runs *in Slicer's process*, one network pass per click
-(:mod:`SpineSegLib.slicer.iis_stepper`).
+**Run** (:meth:`IISLogic.start` / :meth:`IISLogic.segment`) and **Step** (:meth:`IISLogic.stepper`) go through the
+same engine child (``PythonSlicer -m SpineSegLib engine iis ...``, :mod:`SpineSegLib.slicer.engine`): the volume is
+written once, the child reads it once, checks the modality, and writes JSON-lines events (progress, a step per
+network pass with its patch box, notes, the result with typed vertebra records); Step halts it after each pass
+(:mod:`SpineSegLib.slicer.iis_stepper`). The GUI polls it from a timer (progress bar, the current patch as an ROI
+box, :mod:`SpineSegLib.slicer.iis_display`); Cancel kills the child's process tree at once. The result's label map
+is imported once, in one scene transaction (:mod:`SpineSegLib.slicer.iis_results`). A failed or cancelled run adds
+no node. No torch in Slicer's process.
 
 **Estimate** (:meth:`IISLogic.estimate`, :meth:`IISLogic.start_probe`): the run time from the model card, this
 machine's measured seconds per pass, or a device probe in a child process.
@@ -22,24 +21,26 @@ Console use (Slicer's Python console)::
     out.segmentation, out.table          # the segmentation node and the per-vertebra table node
 
     stepper = logic.stepper(getNode("MRHead"), "/path/to/mr-model.pt")
-    step = stepper.step()                # one network pass; step.box is the patch (PatchBox)
+    step = stepper.step()                # one network pass: a StepEvent; step.box is the patch
     out = stepper.run_to_end()
 """
 
 from __future__ import annotations
 
-import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Optional
 
 from SpineSegLib.core.errors import InputError, SpineSegError
-from SpineSegLib.core.image import Image, read_image, write_image
+from SpineSegLib.core.events import EngineRequest
+from SpineSegLib.core.image import Image, read_image
 from SpineSegLib.slicer import iis_results
 from SpineSegLib.slicer import process as background
 from SpineSegLib.slicer.common import check_volume_node
+from SpineSegLib.slicer.engine import EngineTask
 from SpineSegLib.slicer.iis_display import PatchDisplay
-from SpineSegLib.slicer.iis_results import IISOutputs, read_iis_table
+from SpineSegLib.slicer.iis_results import IISOutputs
 from SpineSegLib.slicer.iis_stepper import IISStepper
 
 
@@ -66,26 +67,16 @@ class IISLogic:
         check_extent(image)
         return image
 
-    def check_model(self, model_path, image: Optional[Image] = None, check_modality: bool = True,
-                    read_weights: bool = True):
-        """The :class:`~SpineSegLib.iis.model.catalog.ModelInfo` of a weights file; InputError when the file is
-        missing or, with ``image``, when the model is for the other modality than the image looks like.
-        ``read_weights=False`` never loads the weights file (no torch import): the card must say what it knows."""
-        from SpineSegLib.iis.model.catalog import describe_model
+    def check_model(self, model_path, read_weights: bool = True):
+        """The :class:`~SpineSegLib.iis.model.catalog.ModelInfo` of a weights file; InputError when none is chosen
+        or the file is missing. ``read_weights=False`` never loads the weights file (no torch import): the card must
+        say what it knows. Whether the model fits the input's modality is the engine child's check (its error
+        event is the message)."""
+        from SpineSegLib.iis.model.catalog import describe_model, resolve_model
 
         if not model_path:
             raise InputError("no model selected: choose a bundled model or a weights file (.pt)")
-        info = describe_model(model_path, read_weights=read_weights)
-        if image is not None and check_modality and info.modality:
-            from SpineSegLib.iis.infer.checks import guess_modality
-
-            modality, reason = guess_modality(image)
-            if modality != info.modality:
-                raise InputError(
-                    f"model {info.name!r} is a {info.modality.upper()} model, but the input looks like "
-                    f"{modality.upper()} ({reason}); choose a {modality.upper()} model, or turn the modality "
-                    "check off if the input really is " + info.modality.upper())
-        return info
+        return describe_model(resolve_model(model_path), read_weights=read_weights)     # a path or a bundled name
 
     def models(self):
         """Bundled models (``SpineSegLib/resources/models``) with their cards."""
@@ -137,52 +128,53 @@ class IISLogic:
         command = [self.python or background.python_executable(), *args]
         return background.BackgroundProcess(command, finish=finish, name="SpineSeg device probe", **callbacks).start()
 
-    # -- background run -------------------------------------------------------------------------------------
+    # -- the engine child (Run and Step) ---------------------------------------------------------------------
+    def engine_task(self, volume_node, model_path, device: str = "auto", keep_incomplete: bool = True,
+                    start_point_lps=None, threads: Optional[int] = None, check_modality: bool = True,
+                    interactive: bool = False, show_steps: bool = True, finish=None, **callbacks) -> EngineTask:
+        """The (not yet started) :class:`~SpineSegLib.slicer.engine.EngineTask` of one IIS run: the input checked
+        here, the modality in the child only (its error event is the message)."""
+        image = self._check_request(volume_node, model_path, device)
+        model = str(model_path) if not Path(str(model_path)).exists() else str(Path(model_path).resolve())
+
+        def request(work):
+            return EngineRequest("iis", work / "input.nii", work, model=model, device=device,
+                                 keep_incomplete=keep_incomplete, start_point_lps=start_point_lps, threads=threads,
+                                 check_modality=check_modality, interactive=interactive, show_steps=show_steps)
+
+        return EngineTask(image, request, python=self.python, threads=threads, finish=finish, name="SpineSeg IIS",
+                          **callbacks)
+
+    def _check_request(self, volume_node, model_path, device: str) -> Image:
+        """The input as an Image, after the checks that need no torch (the modality is the child's)."""
+        image = self.check_input(volume_node)
+        self.check_model(model_path, read_weights=False)
+        if device not in ("auto", "cpu", "cuda"):
+            raise InputError(f"unknown device {device!r} (use auto, cpu or cuda)")
+        return image
+
     def start(self, volume_node, model_path, device: str = "auto", keep_incomplete: bool = True,
               start_point_lps=None, threads: Optional[int] = None, check_modality: bool = True,
               show_patches: bool = True, name: Optional[str] = None,
               on_progress: Optional[Callable[[float, str], None]] = None,
               on_state: Optional[Callable[[str], None]] = None,
-              on_line: Optional[Callable[[str], None]] = None) -> background.BackgroundProcess:
-        """Check the input, write it to a temporary file and start ``spineseg iis`` in a child process.
+              on_line: Optional[Callable[[str], None]] = None) -> EngineTask:
+        """Check the input and start the engine child (``spineseg engine iis``) without halting.
 
-        Returns the :class:`~SpineSegLib.slicer.process.BackgroundProcess`; drive it with ``poll()`` (GUI timer) or
+        Returns the :class:`~SpineSegLib.slicer.engine.EngineTask`; drive it with ``poll()`` (GUI timer) or
         ``wait()``. Once done, ``task.result`` is an :class:`IISOutputs`. With ``show_patches`` the patch the
         child is working on is shown as an ROI box while it runs (removed at the end).
         """
-        image = self.check_input(volume_node)
-        info = self.check_model(model_path, image, check_modality)
-        if device not in ("auto", "cpu", "cuda"):
-            raise InputError(f"unknown device {device!r} (use auto, cpu or cuda)")
-        work = _work_folder(image)
-        out_labels, out_table, steps_dir = work / "vertebrae.nii.gz", work / "vertebrae.tsv", work / "steps"
-        args = ["iis", work / "input.nii", "-o", out_labels, "--model", Path(model_path).resolve(), "--device", device,
-                "--table", out_table, "--force",
-                *_iis_options(steps_dir if show_patches else None, keep_incomplete, start_point_lps, threads,
-                              check_modality)]
-        command = background.spineseg_command(*args, python=self.python)
-        modality = info.modality or "ct"
         display = PatchDisplay(self.scene, volume_node) if show_patches else None
-        watcher = background.StepsFolder(steps_dir) if show_patches else None
 
-        def on_poll(task):
-            if watcher is None:
-                return
-            for record in watcher.new_steps():
-                display.show_record(record)
-                # finer than the CLI's console lines: every pass, as segment_vertebrae maps it (5 % -> 90 %)
-                fraction = 0.05 + 0.85 * float(record.get("progress") or 0.0)
-                if fraction > task.fraction:
-                    task.fraction = fraction
-                    if on_progress is not None:
-                        on_progress(fraction, f"traversal: pass {record.get('index')} ({record.get('event')})")
+        def on_step(event):
+            if event.box is not None:
+                display.show_box(event.box.centre_lps, event.box.size_mm, event.box.axes_lps)
 
-        def finish(task):
+        def finish(task, event):
             if display is not None:
                 display.remove()
-            return self.import_result(volume_node, image, read_image(out_labels), read_iis_table(out_table),
-                                      modality, name=name, info={"model": str(model_path), "device": device,
-                                                                 "output": task.output[-1:] if task.output else []})
+            return self.import_event(volume_node, task.image, event, task.notes, name)
 
         def state_changed(state):
             if state in (background.FAILED, background.CANCELLED) and display is not None:
@@ -190,12 +182,19 @@ class IISLogic:
             if on_state is not None:
                 on_state(state)
 
-        env = background.child_environment(threads=threads)
-        task = background.BackgroundProcess(command, env=env, finish=finish, on_progress=on_progress,
-                                            on_state=state_changed, on_line=on_line, on_poll=on_poll,
-                                            cleanup=[work], name="SpineSeg IIS")
-        task.work_dir = work
+        task = self.engine_task(volume_node, model_path, device, keep_incomplete, start_point_lps, threads,
+                                check_modality, show_steps=show_patches, finish=finish, on_progress=on_progress,
+                                on_step=on_step if show_patches else None, on_state=state_changed, on_line=on_line)
         return task.start()
+
+    def import_event(self, volume_node, image: Image, event, notes=(), name: Optional[str] = None) -> IISOutputs:
+        """Import the engine's result event: its label map read once, its typed vertebra records."""
+        records = [asdict(v) for v in event.vertebrae]
+        info = dict(event.info, labels=event.labels_path)
+        out = self.import_result(volume_node, image, read_image(event.labels_path), records,
+                                 event.info.get("modality") or "ct", name=name, info=info)
+        out.warnings = list(event.warnings) + [n for n in notes if n not in event.warnings]
+        return out
 
     def segment(self, volume_node, model_path, device: str = "auto", timeout: Optional[float] = None,
                 **options) -> IISOutputs:
@@ -216,10 +215,6 @@ class IISLogic:
         """:func:`~SpineSegLib.slicer.iis_results.import_result` into this logic's scene."""
         return iis_results.import_result(self.scene, volume_node, image, labels, records, modality, name, info)
 
-    def import_iis_result(self, volume_node, image: Image, result, name: Optional[str] = None) -> IISOutputs:
-        """:func:`~SpineSegLib.slicer.iis_results.import_iis_result` into this logic's scene."""
-        return iis_results.import_iis_result(self.scene, volume_node, image, result, name)
-
     def evaluate(self, segmentation_node, reference_node, volume_node, name: Optional[str] = None):
         """:func:`~SpineSegLib.slicer.iis_results.evaluate` in this logic's scene: ``(table node, CaseResult)``."""
         return iis_results.evaluate(self.scene, segmentation_node, reference_node, volume_node, name)
@@ -227,37 +222,8 @@ class IISLogic:
     # -- stepping -------------------------------------------------------------------------------------------
     def stepper(self, volume_node, model_path, device: str = "auto", keep_incomplete: bool = True,
                 start_point_lps=None, threads: Optional[int] = None, check_modality: bool = True) -> IISStepper:
-        """An :class:`~SpineSegLib.slicer.iis_stepper.IISStepper` for one network pass per
-        :meth:`~SpineSegLib.slicer.iis_stepper.IISStepper.step` (torch runs in this process)."""
-        image = self.check_input(volume_node)
-        self.check_model(model_path, image, check_modality)
-        return IISStepper(self, volume_node, image, model_path, device=device, keep_incomplete=keep_incomplete,
+        """An :class:`~SpineSegLib.slicer.iis_stepper.IISStepper`: the same engine child as :meth:`start`, halted
+        after each network pass until the next :meth:`~SpineSegLib.slicer.iis_stepper.IISStepper.step`."""
+        self._check_request(volume_node, model_path, device)
+        return IISStepper(self, volume_node, model_path, device=device, keep_incomplete=keep_incomplete,
                           start_point_lps=start_point_lps, threads=threads, check_modality=check_modality)
-
-
-def _work_folder(image: Image) -> Path:
-    """A new temporary folder holding the input as ``input.nii`` (removed again when writing fails)."""
-    work = Path(tempfile.mkdtemp(prefix="SpineSeg-IIS-"))
-    try:
-        write_image(image, work / "input.nii", force=True, compress=False)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return work
-
-
-def _iis_options(steps_dir, keep_incomplete: bool, start_point_lps, threads: Optional[int],
-                 check_modality: bool) -> list:
-    """The ``spineseg iis`` options for the run's choices (``steps_dir``: falsy for no ``--steps-dir``)."""
-    args = []
-    if steps_dir:
-        args += ["--steps-dir", steps_dir]
-    if keep_incomplete:
-        args.append("--keep-incomplete")
-    if start_point_lps is not None:
-        args += ["--start", ",".join(f"{float(v):.3f}" for v in start_point_lps)]
-    if threads:
-        args += ["--threads", int(threads)]
-    if not check_modality:
-        args.append("--no-modality-check")
-    return args

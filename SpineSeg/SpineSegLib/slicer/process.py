@@ -11,6 +11,8 @@ States::
     idle --start()--> running --child exits 0--> importing --finish() ok--> done
                          |                           '--finish() raises--> failed
                          |--child exits != 0--> failed (the child's one-line error as the message)
+                         |--child killed (by a signal, e.g. the out-of-memory killer)--> failed
+                         |      ("the background process ended unexpectedly (killed by signal 9, SIGKILL; ...)")
                          '--cancel()--> cancelled (the whole process tree is killed)
 
 The child's output is forced to UTF-8 without colour codes (``PYTHONUTF8``, ``PYTHONIOENCODING``,
@@ -20,9 +22,8 @@ The child's output is forced to UTF-8 without colour codes (``PYTHONUTF8``, ``PY
 Progress protocol: one line per update, either a JSON object ``{"progress": 0.42, "message":
 "traversal"}`` or the ``spineseg`` CLI's console lines ``[ 42%] traversal`` (``[    ] text`` for a
 message without a fraction); ``spineseg: error: <message>`` is the failure message. Everything else
-is kept in :attr:`BackgroundProcess.output` (shown in the log). ``spineseg iis --steps-dir`` writes one
-JSON file per traversal step, which :class:`StepsFolder` reads while the child runs (the patch box
-is shown live).
+is kept in :attr:`BackgroundProcess.output` (shown in the log). (The segmentation runs use the typed
+JSON-lines contract of :mod:`SpineSegLib.slicer.engine` instead; this class runs the device probe.)
 
 Console use::
 
@@ -127,6 +128,28 @@ def child_environment(threads: Optional[int] = None, extra: Optional[dict] = Non
         env["OMP_NUM_THREADS"] = str(int(threads))
     env.update(extra or {})
     return env
+
+
+#: signals that end a process from outside or by a crash (as 128 + N when a launcher passes them on)
+_FATAL_SIGNALS = tuple(getattr(signal, n) for n in ("SIGKILL", "SIGTERM", "SIGSEGV", "SIGBUS", "SIGABRT", "SIGHUP")
+                       if hasattr(signal, n))
+
+
+def killed_by(code: Optional[int], expected_error: bool = False) -> Optional[str]:
+    """``"killed by signal 9, SIGKILL; ..."`` when exit status ``code`` says a signal ended the process
+    (negative: Python's ``Popen``; 128 + N: a launcher such as ``PythonSlicer`` or a shell), else None.
+    ``expected_error``: the process printed its own error, so a status above 128 is its own."""
+    if code is None or code == 0:
+        return None
+    number = -code if code < 0 else (code - 128 if not expected_error and code - 128 in _FATAL_SIGNALS else None)
+    if number is None:
+        return None
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = ""
+    hint = "; the system may have run out of memory" if number == getattr(signal, "SIGKILL", None) else ""
+    return f"killed by signal {number}{', ' + name if name else ''}{hint}"
 
 
 def kill_process_tree(process: subprocess.Popen, grace_s: float = 2.0) -> None:
@@ -297,8 +320,7 @@ class BackgroundProcess:
             self._drain()
         self.returncode = code
         if code != 0:
-            tail = "; ".join(line for line in self.output[-5:] if line.strip())
-            self._set_state(FAILED, self._error or f"{self.name} failed (exit status {code}): {tail or 'no output'}")
+            self._set_state(FAILED, self._failure_message(code))
             return self.state
         self.fraction = 1.0
         self._set_state(IMPORTING, "importing the result")
@@ -312,6 +334,15 @@ class BackgroundProcess:
         else:
             self._set_state(DONE, "done")
         return self.state
+
+    def _failure_message(self, code: int) -> str:
+        """The child's one-line error, or what its exit status says: killed by a signal (the system's
+        out-of-memory killer sends SIGKILL), or failed with the last lines of its output."""
+        killed = killed_by(code, expected_error=self._error is not None)
+        if killed:
+            return f"{self.name}: the background process ended unexpectedly ({killed})"
+        tail = "; ".join(line for line in self.output[-5:] if line.strip())
+        return self._error or f"{self.name} failed (exit status {code}): {tail or 'no output'}"
 
     def wait(self, timeout: Optional[float] = None, interval: float = 0.05) -> str:
         """Poll until the task ends (scripts; the GUI uses a timer). Raises TimeoutError after ``timeout`` s."""
@@ -354,32 +385,3 @@ class BackgroundProcess:
 
             raise Cancelled(f"{self.name}: cancelled by the user")
         raise BackgroundError(self.message or f"{self.name}: {self.state}")
-
-
-class StepsFolder:
-    """Reads the ``step_NNNN.json`` files ``spineseg iis --steps-dir`` writes, while the child runs.
-
-    A file is read once the next one exists (or when ``final``), so a half-written file is never read.
-    """
-
-    def __init__(self, folder):
-        self.folder = Path(folder)
-        self.seen = 0
-
-    def new_steps(self, final: bool = False) -> list[dict]:
-        if not self.folder.is_dir():
-            return []
-        indices = sorted(int(p.stem[5:]) for p in self.folder.glob("step_[0-9]*.json") if p.stem[5:].isdigit())
-        ready = [i for i in indices if i > self.seen and (final or i < indices[-1])]
-        out = []
-        for i in ready:
-            path = self.folder / f"step_{i:04d}.json"
-            try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                break
-            if record.get("fragment_file"):
-                record["fragment_path"] = str(self.folder / record["fragment_file"])
-            out.append(record)
-            self.seen = i
-        return out

@@ -212,7 +212,7 @@ def load_markups(scene, path, name: str | None = None):
     file."""
     path = _existing(path)
     try:
-        kind = json.loads(path.read_text())["markups"][0]["type"]
+        kind = json.loads(path.read_text(encoding="utf-8"))["markups"][0]["type"]
     except (ValueError, KeyError, IndexError, TypeError):
         raise InputError(f"{path}: not a Slicer markups (.mrk.json) file") from None
     cls = "vtkMRMLMarkupsROIJsonStorageNode" if kind == "ROI" else \

@@ -104,7 +104,7 @@ class IISResult:
         """Per-vertebra table; ``.csv`` gives commas, anything else tabs."""
         path = check_force(path, force)
         with replaced_atomically(path) as tmp:
-            with open(tmp, "w", newline="") as f:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
                 writer = csv.DictWriter(f, TABLE_COLUMNS, delimiter="," if path.suffix.lower() == ".csv" else "\t")
                 writer.writeheader()
                 writer.writerows(self.table_rows())

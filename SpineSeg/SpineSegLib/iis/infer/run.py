@@ -8,9 +8,10 @@ sequence (``labelling.py``). Output ids are those of ``SpineSegLib.core.labels``
 SPIDER variant adds discs and the spinal canal, see ``assembly.py``). :class:`IISRun` is the same
 pipeline in pieces, steppable one network pass at a time.
 
-Input checks: an image shorter than 20 mm along an axis is refused (smaller than one patch is
+Input checks: an image shorter than 30 mm along an axis is refused (smaller than one patch is
 fine: patches are padded); CT vs MR is guessed from the intensities (``checks.guess_modality``) and
-a model of the other modality is refused unless ``check_modality=False``. A weights file whose
+a model of the other modality is refused unless ``check_modality=False``, as is a CT whose values are
+no longer HU (``checks.check_ct_encoding``: stored as HU + 1024 without its rescale, or windowed to 0-255). A weights file whose
 metadata says ``"label_head_trained": false`` (e.g. trained on SPIDER without anatomical labels)
 makes the traversal ignore the regressed label, and the label sequence anchors at L5.
 
@@ -35,9 +36,10 @@ from typing import Callable, Optional
 
 from SpineSegLib.core.errors import InputError, NoSpineFoundError, SpineSegError
 from SpineSegLib.core.image import Image
+from SpineSegLib.core.notes import note
 from SpineSegLib.core.progress import Cancelled, Progress
 from SpineSegLib.iis.infer.assembly import IISResult, assemble_output, compose_labels, instance_records
-from SpineSegLib.iis.infer.checks import centerline_start_point, check_extent, guess_modality
+from SpineSegLib.iis.infer.checks import centerline_start_point, check_ct_encoding, check_extent, guess_modality
 from SpineSegLib.iis.infer.labelling import fit_label_sequence
 from SpineSegLib.iis.infer.preprocess import to_model_grid
 from SpineSegLib.iis.infer.traversal import IISTraversal
@@ -54,6 +56,7 @@ def _load(model, expected_modality: Optional[str], expected_sha256: Optional[str
     if isinstance(model, (str, Path)):
         net, config, metadata = load_model(model, expected_modality=expected_modality, device="cpu",
                                            expected_sha256=expected_sha256)
+        _note_if_experimental(Path(model))
         return net, config, metadata
     if isinstance(model, tuple) and len(model) == 2:
         net, config = model
@@ -67,10 +70,22 @@ def _load(model, expected_modality: Optional[str], expected_sha256: Optional[str
     return net, config, {}
 
 
+def _note_if_experimental(weights: Path) -> None:
+    """An experimental model (its card says so) works, but its output must not pass for a result: say so."""
+    from SpineSegLib.iis.model.cards import card_of, read_card
+
+    card_path = card_of(weights)
+    card = read_card(card_path) if card_path is not None else {}
+    if card.get("experimental"):
+        note(f"{card.get('name') or weights.stem} is an experimental model (its card: "
+             f"{card_path.name}): its vertebrae and names are not reliable; check every one")
+
+
 def _load_for(image: Image, model, check_modality: bool, expected_sha256: Optional[str]):
     """``_load`` with the modality guessed from ``image``; a refusal says why the input looked that way."""
     modality = reason = None
     if check_modality:
+        check_ct_encoding(image)     # a CT stored as HU + 1024 or windowed to 0-255: no model fits, no override
         modality, reason = guess_modality(image)
     try:
         return _load(model, modality, expected_sha256)

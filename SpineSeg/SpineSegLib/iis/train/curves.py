@@ -28,7 +28,7 @@ def plot_curves(run_dir) -> Path | None:
         p = run_dir / name
         if not p.exists():
             return []
-        with open(p) as f:
+        with open(p, encoding="utf-8") as f:
             return [{k: float(v) if v not in ("", "nan") else float("nan") for k, v in r.items()} for r in csv.DictReader(f)]
 
     tr, va = read("train_log.csv"), read("validation_log.csv")

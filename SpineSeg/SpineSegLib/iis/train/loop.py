@@ -9,7 +9,9 @@ Determinism: patch ``b`` of iteration ``n`` is drawn from ``numpy.random.default
 (``examples``) -- a function of the seed alone, whatever the number of data workers and wherever a
 run was resumed. A resumed run (``resume=True``) restores weights, optimizer, iteration, torch RNG
 and the logs from ``last.pt`` and continues exactly as the uninterrupted run would have (tested on
-CPU).
+CPU). Ctrl-C and SIGTERM stop after the current iteration and save ``last.pt`` (Ctrl-C then raises
+``core.errors.Interrupted``: ``spineseg train`` ends with status 130); a second Ctrl-C stops at once and
+keeps the last saved state.
 
 Speed: on CUDA, bf16 autocast (fp16 + gradient scaling where bf16 is missing) and channels-last
 memory; on the CPU, bf16 autocast (2.5-3.5x faster than fp32 on this project's 2-core AMX machine
@@ -48,6 +50,7 @@ Console use::
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
@@ -56,7 +59,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from SpineSegLib.core.errors import InputError
+from SpineSegLib.core.errors import InputError, Interrupted
 from SpineSegLib.core.files import write_text_atomic
 from SpineSegLib.iis.model.checkpoint import read_checkpoint, save_checkpoint
 from SpineSegLib.iis.model.config import IISConfig
@@ -118,6 +121,39 @@ class LogWindow:
         return row, dt
 
 
+class StopSignals:
+    """While the block runs (main thread only), SIGTERM and a first Ctrl-C (SIGINT) are only recorded in
+    :attr:`received` (SIGINT wins), for the loop to stop after the current iteration; a second Ctrl-C
+    raises :class:`KeyboardInterrupt` at once."""
+
+    NOTICE = b"Ctrl-C: stopping after this iteration with a resumable state (Ctrl-C again to stop at once)\n"
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        if signum == signal.SIGINT:
+            if self.received == signal.SIGINT:
+                raise KeyboardInterrupt
+            try:
+                os.write(2, self.NOTICE)   # not print: a signal handler may interrupt a print to the same stream
+            except OSError:
+                pass
+        if self.received != signal.SIGINT:
+            self.received = signum
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
 class Trainer:
     """One run of :func:`train`: built from the recipe (data, model, optimizer), then :meth:`start`
     (fresh or resumed), :meth:`run` (the iterations) and :meth:`finish` (final weights, summary)."""
@@ -136,6 +172,7 @@ class Trainer:
         self.state = new_train_state()
         self.meta = run_metadata(cfg, self.split, self.train_prepared)
         self.progress = self.last_val = None
+        self.saved_iteration = None     # the iteration of the last.pt this run wrote
 
     def _load_data(self) -> None:
         cfg, log = self.cfg, self.log
@@ -172,6 +209,7 @@ class Trainer:
         """Initialise (label bias, ``init_weights``) or restore ``last.pt``; write ``config.toml``."""
         if resume:
             self.state = load_resume_state(self.out_dir, self.cfg.model, self.model, self.optimizer, self.scaler)
+            self.saved_iteration = self.state["iteration"]
             self.log(f"resuming at iteration {self.state['iteration']}")
         else:
             self._initialise(init_weights)
@@ -203,6 +241,7 @@ class Trainer:
     def save_resume_state(self) -> None:
         save_resume_state(self.out_dir, self.model, self.weights_meta(self.state["iteration"]), self.optimizer,
                           self.scaler, self.state)
+        self.saved_iteration = self.state["iteration"]
 
     def step(self, batch: dict, lam: float, iteration: int):
         """One Adam step on ``batch``; returns ``(loss terms, network output, batch on the device, loss)``."""
@@ -243,42 +282,44 @@ class Trainer:
         self.save_resume_state()
 
     def run(self, until: int | None = None, show_progress: bool = True) -> None:
-        """Iterate up to ``until`` (or the end); SIGTERM and Ctrl-C stop with a resumable state."""
+        """Iterate up to ``until`` (or the end). SIGTERM stops after the current iteration with a resumable
+        state; so does Ctrl-C, which then raises :class:`Interrupted` (a second Ctrl-C stops at once and
+        keeps the last saved state: an iteration cut half-way is never saved)."""
         tc, state = self.tc, self.state
         stop = min(tc.iterations, until) if until else tc.iterations
         self.progress = _progress_bar(stop, state["iteration"]) if show_progress else None
         self.last_val = state["val_rows"][-1] if state["val_rows"] else None
-        # SIGTERM (a job scheduler, `kill`) stops after the current iteration with a resumable state
-        stop_request, previous_handler = [], None
-        if threading.current_thread() is threading.main_thread():
-            previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: stop_request.append(signum))
         window = LogWindow()
         self.model.train()
         t_data = time.time()
-        try:
-            for it, batch in batches(self.stream, tc.seed, state["iteration"], stop, tc.batch_size, tc.workers):
-                window.data += time.time() - t_data
-                lam = fp_weight(it, tc.iterations, tc.lambda_min)
-                terms, out, b, loss = self.step(batch, lam, it)
-                window.add(terms, loss, out.segmentation, b["targets"], batch["has_target"])
-                state["iteration"] = it
-                self._after_step(it, stop, lam, window)
-                if stop_request:
-                    self.log(f"terminated: state saved at iteration {it}; continue with --resume")
-                    break
-                t_data = time.time()
-        except KeyboardInterrupt:
-            if self.progress is not None:
-                self.progress.close()
+        with StopSignals() as signals:
+            try:
+                for it, batch in batches(self.stream, tc.seed, state["iteration"], stop, tc.batch_size, tc.workers):
+                    window.data += time.time() - t_data
+                    lam = fp_weight(it, tc.iterations, tc.lambda_min)
+                    terms, out, b, loss = self.step(batch, lam, it)
+                    window.add(terms, loss, out.segmentation, b["targets"], batch["has_target"])
+                    state["iteration"] = it
+                    self._after_step(it, stop, lam, window)
+                    if signals.received:
+                        break
+                    t_data = time.time()
+            except KeyboardInterrupt:
+                self._close_progress()
+                kept = (f"the state saved at iteration {self.saved_iteration} is kept; continue with --resume"
+                        if (self.out_dir / "last.pt").exists() else "no state was saved yet")
+                raise Interrupted(f"stopped at once; {kept}") from None
+            self._close_progress()
             self.save_resume_state()
-            self.log(f"interrupted: state saved at iteration {state['iteration']}; continue with --resume")
-            raise
-        finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
+        if signals.received == signal.SIGINT:
+            raise Interrupted(f"state saved at iteration {state['iteration']} in {self.out_dir}; "
+                              "continue with --resume")
+        if signals.received:
+            self.log(f"terminated: state saved at iteration {state['iteration']}; continue with --resume")
+
+    def _close_progress(self) -> None:
         if self.progress is not None:
             self.progress.close()
-        self.save_resume_state()
 
     def _after_step(self, it: int, stop: int, lam: float, window: LogWindow) -> None:
         """Log row, validation, snapshot and progress, each when its iteration comes."""

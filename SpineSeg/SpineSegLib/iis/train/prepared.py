@@ -267,7 +267,7 @@ def _save_cached(path: Path, prepared: PreparedCase) -> None:
 
 
 def _load_cached(path: Path, mmap: bool) -> PreparedCase:
-    meta = json.loads((path / "meta.json").read_text())
+    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     mode = "r" if mmap else None
     discs = np.load(path / "discs.npy", mmap_mode=mode) if (path / "discs.npy").exists() else None
     canal = np.load(path / "canal.npy", mmap_mode=mode) if (path / "canal.npy").exists() else None

@@ -186,7 +186,7 @@ def read_verse_centroids(path, mask: Image) -> dict:
     """
     path = Path(path)
     try:
-        entries = json.loads(path.read_text())
+        entries = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: not a readable centroid JSON file ({exc})") from None
     if not isinstance(entries, list) or not entries:

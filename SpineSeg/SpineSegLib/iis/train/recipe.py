@@ -264,7 +264,7 @@ def load_train_config(path) -> TrainConfig:
     if not path.is_file():
         raise InputError(f"training config not found: {path}")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
     try:

@@ -70,7 +70,7 @@ def new_train_state() -> dict:
 
 def write_csv(path: Path, fieldnames, rows) -> None:
     with replaced_atomically(path) as tmp:
-        with open(tmp, "w", newline="") as f:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
             w.writeheader()
             for r in rows:

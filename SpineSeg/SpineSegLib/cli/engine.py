@@ -1,0 +1,242 @@
+"""``spineseg engine iis|classical INPUT --work DIR``: the child process of the 3D Slicer modules.
+
+It reads the scan once, runs the IIS network or the classical pipeline and writes only JSON-lines events on
+stdout (:mod:`SpineSegLib.core.events`: progress, step, note, result, error); anything printed for humans goes to
+stderr. The result (label map or spine mask) is written once, uncompressed, into ``--work``. With
+``--interactive`` it halts after each network pass until a command line arrives on stdin (``next``, ``finish``,
+``cancel``): Run and Step are the same process. Errors: an error event, exit status 2.
+
+Examples::
+
+    spineseg engine iis in.nii --work w/ --model mr-vertebral-bodies --interactive
+    spineseg engine classical in.nii --work w/ --params '{"bone_threshold_hu": 180}'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+HELP = "run the IIS network or the classical pipeline for 3D Slicer (JSON-lines events on stdout)"
+
+
+def register(sub):
+    from SpineSegLib.core.events import TASKS
+
+    p = sub.add_parser("engine", help=HELP, description=__doc__.split("\n\n")[1])
+    p.add_argument("task", choices=TASKS)
+    p.add_argument("input", metavar="INPUT", help="the scan, as the parent wrote it")
+    p.add_argument("--work", required=True, metavar="DIR", help="folder for the result and the step arrays")
+    p.add_argument("--model", help="IIS weights file or bundled model name")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--keep-incomplete", action="store_true")
+    p.add_argument("--start", metavar="X,Y,Z", help="start point in LPS mm")
+    p.add_argument("--no-modality-check", action="store_true")
+    p.add_argument("--threads", type=int, metavar="N")
+    p.add_argument("--params", metavar="JSON", help="classical parameters as a JSON object")
+    p.add_argument("--interactive", action="store_true", help="halt after each network pass (stdin: next|finish|cancel)")
+    p.add_argument("--no-steps", action="store_true", help="no step events")
+    p.set_defaults(func=run)
+    return p
+
+
+class Events:
+    """Writes events on the real stdout (kept aside while ``sys.stdout`` points at stderr)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self._last = None
+
+    def __call__(self, event) -> None:
+        self.stream.write(event.to_line())
+        self.stream.flush()
+
+    def progress(self, phase, fraction) -> None:
+        from SpineSegLib.core.events import ProgressEvent
+
+        value = None if fraction != fraction else round(float(fraction), 4)
+        if (phase, value) != self._last:
+            self._last = (phase, value)
+            self(ProgressEvent(value, phase))
+
+
+def read_command(stream) -> str:
+    """The next stepping command from stdin (end of input counts as ``cancel``)."""
+    from SpineSegLib.core.errors import InputError
+    from SpineSegLib.core.events import CANCEL, COMMANDS
+
+    line = stream.readline()
+    command = line.strip().lower() if line else CANCEL
+    if command not in COMMANDS:
+        raise InputError(f"unknown stepping command {command!r} (use {', '.join(COMMANDS)})")
+    return command
+
+
+def run(args):
+    import warnings
+
+    from SpineSegLib.core.errors import SpineSegError
+    from SpineSegLib.core.events import EngineRequest, ErrorEvent, NoteEvent
+    from SpineSegLib.core.notes import InputNote
+    from SpineSegLib.core.progress import Cancelled, Progress
+
+    request = EngineRequest.from_arguments(args)
+    events = Events(sys.stdout)
+    sys.stdout = sys.stderr                    # stdout holds only events
+    progress = Progress(events.progress)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", InputNote)
+            shown = warnings.showwarning
+
+            def show(message, category, *rest, **kw):
+                if issubclass(category, InputNote):
+                    events(NoteEvent(" ".join(str(message).split())))
+                else:
+                    shown(message, category, *rest, **kw)
+
+            warnings.showwarning = show
+            work = Path(request.work)
+            work.mkdir(parents=True, exist_ok=True)
+            result = (run_iis if request.task == "iis" else run_classical)(request, events, progress, work)
+        events(result)
+        return 0
+    except Cancelled:
+        return 130
+    except SpineSegError as exc:
+        events(ErrorEvent(str(exc)))
+        return 2
+    except Exception as exc:          # a bug: its traceback goes to stderr (the log), the message to the GUI
+        events(ErrorEvent(f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        sys.stdout = events.stream
+
+
+def run_iis(request, events, progress, work: Path):
+    from SpineSegLib.core.events import FINISH, ResultEvent, VertebraRecord
+    from SpineSegLib.core.image import read_image, write_image
+    from SpineSegLib.core.progress import Cancelled
+    from SpineSegLib.iis.infer.run import IISRun
+    from SpineSegLib.iis.model.catalog import resolve_model
+
+    image = read_image(request.input)
+    iis = IISRun(image, resolve_model(request.model), request.device, None, request.keep_incomplete,
+                 request.start_point_lps, progress, check_modality=request.check_modality, threads=request.threads)
+    halting = request.interactive
+    files = StepFiles(work / "steps") if request.interactive else None
+    for step in iis.steps():
+        if request.show_steps:
+            events(step_event(step, files))
+        if halting and step.box is not None:
+            command = read_command(sys.stdin)
+            if command == FINISH:
+                halting = False
+            elif command != "next":
+                raise Cancelled("cancelled by the user")
+    result = iis.finish()
+    path = write_image(result.labels, work / "vertebrae.nii", force=True, compress=False)
+    records = [VertebraRecord(r.id, r.name, r.traversal_index, round(float(r.regressed_label), 4),
+                              round(float(r.completeness), 4), bool(r.complete), bool(r.in_output),
+                              round(float(r.volume_ml), 3))
+               for r in result.instances if r.in_output]
+    info = {"device": result.device, "network_passes": result.network_passes, "stop_reason": result.stop_reason,
+            "modality": result.config.modality, "timings": {k: round(float(v), 3) for k, v in result.timings.items()}}
+    return ResultEvent("iis", str(path), vertebrae=records, info=info, warnings=list(result.warnings))
+
+
+class StepFiles:
+    """The arrays of the stepping mode: the fragment (NIfTI on the patch grid) per pass, and the memory (uint8
+    .npy on the model grid) whenever it changed."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.memory_path = None
+        self._memory_count = -1
+
+    def fragment(self, step):
+        from SpineSegLib.core.image import write_image
+
+        if step.fragment is None or not step.fragment.any():
+            return None
+        return str(write_image(step.fragment_image(), self.folder / f"fragment_{step.index:04d}.nii", force=True,
+                               compress=False))
+
+    def memory(self, step):
+        import numpy as np
+
+        if step.instance_count != self._memory_count or self.memory_path is None:
+            self._memory_count = step.instance_count
+            path = self.folder / f"memory_{step.index:04d}.npy"
+            np.save(path, (np.asarray(step.memory) > 0).astype(np.uint8))
+            self.memory_path = str(path)
+        return self.memory_path
+
+
+def step_event(step, files):
+    from SpineSegLib.core.events import PatchBox, StepEvent
+
+    box = None
+    if step.box is not None:
+        d = step.box.to_dict()
+        box = PatchBox(d["centre_lps"], d["size_mm"], d["axes_lps"], d["origin_lps"], d["spacing_mm"],
+                       d["start_voxel_zyx"])
+    accepted = step.accepted.summary() if step.accepted is not None else None
+    if accepted is not None:
+        accepted.pop("patch", None)
+    with_files = files is not None and step.box is not None
+    return StepEvent(step.index, step.phase, step.event, round(float(step.progress), 4), box,
+                     fragment_path=files.fragment(step) if with_files else None,
+                     memory_path=files.memory(step) if with_files else None,
+                     accepted=accepted, message=step.message or "")
+
+
+def run_classical(request, events, progress, work: Path):
+    from SpineSegLib.classical import segment_spine
+    from SpineSegLib.classical.params import ClassicalParams
+    from SpineSegLib.core.errors import InputError
+    from SpineSegLib.core.events import ResultEvent
+    from SpineSegLib.core.image import read_image, write_image
+
+    try:
+        params = ClassicalParams.from_dict(request.params)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"bad parameters: {exc}") from None
+    image = read_image(request.input)
+    result = segment_spine(image, params, progress)
+    path = write_image(result.mask, work / "spine.nii", force=True, compress=False)
+    return ResultEvent("classical", str(path), geometry=classical_geometry(result),
+                       info={"timings": {k: round(float(v), 4) for k, v in result.timings.items()}})
+
+
+def classical_geometry(result) -> dict:
+    """What the Slicer side shows of a ClassicalResult, at full precision (non-finite numbers as None)."""
+    def plain(value):
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+
+    return plain({
+        "contrast": bool(result.contrast), "aorta_median_hu": float(result.aorta_median_hu),
+        "aorta_length_mm": float(result.aorta_length_mm),
+        "centerline_points_lps": result.centerline_points_lps, "centerline_inliers": result.centerline_inliers,
+        "centerline_curve_lps": result.centerline_curve_lps, "centerline_centres_lps": result.centerline_centres_lps,
+        "slices": [dict(vars(s)) for s in result.slices],
+        "parabolas": [dict(vars(p)) for p in result.parabolas],
+        "params": json.loads(json.dumps(result.params.to_dict())),
+    })
+
+
+if __name__ == "__main__":     # python -m SpineSegLib.cli.engine ... (the same as spineseg engine ...)
+    from SpineSegLib.cli import main
+
+    sys.exit(main(["engine", *sys.argv[1:]]))
