@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, data_path
 
 from SpineSegLib.core.events import (EngineRequest, ErrorEvent, EventError, NoteEvent, PatchBox, ProgressEvent,
-                                     ResultEvent, StepEvent, VertebraRecord, parse_event)
+                                     ReportEvent, ResultEvent, StepEvent, VertebraRecord, parse_event)
 from SpineSegLib.core.image import read_image
 from SpineSegLib.core.progress import Cancelled, Progress
 from SpineSegLib.slicer import engine
@@ -52,7 +52,9 @@ def test_every_event_survives_one_line():
               StepEvent(3, "follow", "moved", 0.4, box, "/w/f.nii", "/w/m.npy", {"label": 20.1}, "hello"),
               StepEvent(9, "done", "stop", 1.0), ErrorEvent("no vertebra found"),
               ResultEvent("iis", "/w/v.nii", [VertebraRecord(20, "L1", 1, 20.1, 0.98, True, True, 41.5)],
-                          info={"modality": "mr"})]
+                          info={"modality": "mr"}),
+              ReportEvent("probe", {"cpu_cores": 2, "per_pass_seconds": {"cpu": 0.5}, "gpus": []}),
+              ReportEvent("finetune", {"before": {"dice_mean": None}}, "/w/report.json")]
     for event in events:
         line = event.to_line()
         assert line.endswith("\n") and line.count("\n") == 1
@@ -66,6 +68,8 @@ def test_every_event_survives_one_line():
     ('{"kind": "launch"}\n', "no known event"),
     ('{"kind": "step", "index": 1}\n', "incomplete step event"),
     ('{"kind": "result", "task": "iis", "labels_path": "x", "vertebrae": [{"id": 1}]}\n', "incomplete result"),
+    ('{"kind": "report", "data": {}}\n', "incomplete report event"),
+    ('{"kind": "report", "name": "probe", "data": [1, 2]}\n', "incomplete report event"),
 ])
 def test_a_bad_event_line_is_a_clear_error(line, match):
     with pytest.raises(EventError, match=match):

@@ -477,7 +477,8 @@ def test_dataset_init_on_a_full_disk_leaves_nothing(disk, capsys):
 def test_killed_child_process_is_reported_as_such(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    child = "import time\nprint('[ 10%] working', flush=True)\ntime.sleep(60)\n"
+    event = '{"kind": "progress", "fraction": 0.1, "phase": "working"}'
+    child = f"import time\nprint({event!r}, flush=True)\ntime.sleep(60)\n"
     task = background.BackgroundProcess([sys.executable, "-c", child], name="SpineSeg IIS", cleanup=[work]).start()
     deadline = time.monotonic() + 30
     while "working" not in task.message and time.monotonic() < deadline:

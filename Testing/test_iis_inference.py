@@ -486,11 +486,9 @@ def test_cli_console_script_reports_without_traceback(tmp_path, models):
 def test_speed_probe_prints_one_json_line(models, capsys):
     """``spineseg speed`` (the Slicer module's device probe): one ``{"probe": ...}`` line, with the model's
     measured seconds per pass when a model is given; a missing model is a one-line error."""
-    from SpineSegLib.iis.infer.runtime_estimate import parse_probe
-
     assert main(["speed", "--model", str(models["ct"]), "--device", "cpu", "--repeats", "1", "--threads", "1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    info = parse_probe(lines)
+    info = json.loads(lines[-1])["probe"]
     assert lines[-1].startswith('{"probe"') and info is not None
     assert info["model"] == str(models["ct"]) and IISConfig.from_dict(info["config"]).patch_size == (16, 16, 16)
     assert info["per_pass_seconds"]["cpu"] > 0 and info["precision"]["cpu"].startswith("cpu")

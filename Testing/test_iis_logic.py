@@ -267,15 +267,7 @@ def test_child_failure_is_one_clear_message_and_adds_nothing(models):
         task.raise_for_state()
 
 
-def test_progress_lines_are_parsed():
-    assert background.parse_progress("[ 42%] traversal") == (0.42, "traversal")
-    assert background.parse_progress("[100%] done") == (1.0, "done")
-    fraction, message = background.parse_progress("[    ] warning: GPU out of memory")
-    assert np.isnan(fraction) and message == "warning: GPU out of memory"
-    assert background.parse_progress('{"progress": 0.5, "message": "half"}') == (0.5, "half")
-    assert background.parse_progress("\x1b[32m[ 10%] coloured\x1b[0m") == (0.1, "coloured")
-    assert background.parse_progress("5 vertebrae written") is None
-    assert background.parse_error("spineseg: error: the image is 2-D") == "the image is 2-D"
+def test_child_environment_and_command():
     env = background.child_environment(threads=3)
     assert env["PYTHONUTF8"] == "1" and env["NO_COLOR"] == "1" and env["OMP_NUM_THREADS"] == "3"
     assert env["PYTHONPATH"].split(os.pathsep)[0] == background.LIB_PARENT
@@ -284,34 +276,50 @@ def test_progress_lines_are_parsed():
 
 CHILD = """
 import sys, time
-print("[ 10%] reading", flush=True)
-print('{"progress": 0.5, "message": "half way"}', flush=True)
-print("a log line", flush=True)
+from SpineSegLib.core.events import ErrorEvent, NoteEvent, ProgressEvent, ReportEvent
+def say(event):
+    sys.stdout.write(event.to_line()); sys.stdout.flush()
+say(ProgressEvent(0.1, "reading"))
+say(ProgressEvent(0.5, "half way"))
+say(NoteEvent("a note"))
+print("a log line", file=sys.stderr, flush=True)
 if sys.argv[1] == "fail":
-    print("spineseg: error: the image is 2-D", flush=True)
+    say(ErrorEvent("the image is 2-D"))
     sys.exit(2)
+if sys.argv[1] == "bad":
+    print("[ 60%] not an event", flush=True)
+    time.sleep(60)
 if sys.argv[1] == "hang":
     import subprocess
     grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    print(f"grandchild {grandchild.pid}", flush=True)
+    print(f"grandchild {grandchild.pid}", file=sys.stderr, flush=True)
     time.sleep(60)
-print("[100%] done", flush=True)
+say(ReportEvent("test", {"answer": 42}))
+say(ProgressEvent(1.0, "done"))
 """
 
 
 def child_task(mode: str, **kwargs) -> background.BackgroundProcess:
-    return background.BackgroundProcess([sys.executable, "-c", CHILD, mode], name="test child", **kwargs)
+    return background.BackgroundProcess([sys.executable, "-c", CHILD, mode], name="test child",
+                                        env=background.child_environment(), **kwargs)
 
 
 def test_background_process_reports_progress_result_failure_and_cancel():
-    """The child-process runner with a plain Python child (no torch): progress lines, the result of ``finish``,
-    the child's one-line error, and a cancel that ends the child and what it started."""
+    """The child-process runner with a plain Python child (no torch) writing events: progress, a note, the report
+    ``finish`` reads, the child's one-line error event, a line that is no event, and a cancel that ends the child
+    and what it started."""
     progress, states = [], []
-    task = child_task("ok", finish=lambda t: len(t.output), on_progress=lambda f, m: progress.append((f, m)),
+    task = child_task("ok", finish=lambda t: t.report.data["answer"], on_progress=lambda f, m: progress.append((f, m)),
                       on_state=states.append).start()
-    assert task.wait(60) == background.DONE and task.result == 4
-    assert progress[:2] == [(0.1, "reading"), (0.5, "half way")] and progress[-1] == (1.0, "done")
-    assert states == [background.RUNNING, background.IMPORTING, background.DONE] and "a log line" in task.output
+    assert task.wait(60) == background.DONE and task.result == 42
+    assert progress == [(0.1, "reading"), (0.5, "half way"), (1.0, "done")] and task.notes == ["a note"]
+    assert states == [background.RUNNING, background.IMPORTING, background.DONE] and task.output == ["a log line"]
+
+    bad = child_task("bad").start()
+    assert bad.wait(60) == background.FAILED
+    assert bad.message.startswith("test child: the child process sent a malformed event line")
+    assert bad.message.endswith("'[ 60%] not an event'") and "\n" not in bad.message
+    assert bad.returncode is not None and bad.returncode != 0         # killed at once, not left running
 
     failed = child_task("fail").start()
     assert failed.wait(60) == background.FAILED and failed.returncode == 2

@@ -13,7 +13,11 @@ Examples::
     spineseg dataset check ds --repair                        # after a crash: recover interrupted saves
 
 The folder format is described in ``SpineSegLib.annotation``. Errors are one line on stderr with
-exit status 2; nothing the dataset held is changed by a failed command.
+exit status 2; nothing the dataset held is changed by a failed command. ``predict`` and ``finetune`` take
+``--events`` (the annotation panel's child processes): stdout then carries only the JSON-lines events of
+``SpineSegLib.core.events`` -- progress, notes, a ``report`` event (``predict``: the cases predicted, skipped
+and failed; ``finetune``: the report ``--json`` writes) and an error event on failure -- and the human
+output goes to stderr.
 """
 
 from __future__ import annotations
@@ -72,6 +76,11 @@ def _add_mode_arguments(q) -> None:
                      )
 
 
+def _add_events_argument(q) -> None:
+    q.add_argument("--events", action="store_true",
+                   help="JSON-lines events on stdout, human output on stderr (for the annotation panel)")
+
+
 def _add_init(s) -> None:
     q = s.add_parser("init", help="create a dataset from images (and optional existing labels)")
     q.add_argument("dir", metavar="DIR", help="new dataset folder")
@@ -114,6 +123,7 @@ def _add_predict(s) -> None:
     q.add_argument("--no-modality-check", action="store_true")
     q.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
     q.add_argument("--quiet", action="store_true")
+    _add_events_argument(q)
     q.set_defaults(func=run_predict)
 
 
@@ -190,6 +200,7 @@ def _add_finetune(s) -> None:
     q.add_argument("--json", metavar="FILE", help="write the report (cases, before/after per case) as JSON")
     q.add_argument("--force", action="store_true", help="overwrite NEW.pt")
     q.add_argument("--user")
+    _add_events_argument(q)
     q.set_defaults(func=run_finetune)
 
 
@@ -230,6 +241,18 @@ def format_table(rows, columns) -> str:
     return "\n".join(out)
 
 
+def _with_progress(args, body, quiet: bool = False):
+    """``body(progress, events)``: with ``--events`` under :func:`SpineSegLib.core.events.events_on_stdout`
+    (progress as events), else with console progress and ``events`` None."""
+    if not getattr(args, "events", False):
+        return body(console_progress(quiet=quiet, skip_repeats=True), None)
+    from SpineSegLib.core.events import events_on_stdout
+    from SpineSegLib.core.progress import Progress
+
+    with events_on_stdout() as events:
+        return body(Progress(events.progress), events)
+
+
 # -- commands ----------------------------------------------------------------------------------------
 def run_init(args):
     from SpineSegLib.annotation.creation import create_dataset
@@ -260,11 +283,14 @@ def run_add(args):
 
 
 def run_predict(args):
+    return _with_progress(args, lambda progress, events: _predict(args, progress, events), quiet=args.quiet)
+
+
+def _predict(args, progress, events):
     from SpineSegLib.annotation.store import open_dataset
     from SpineSegLib.annotation.predict import predict_dataset
 
     ds = open_dataset(args.dir)
-    progress = console_progress(quiet=args.quiet, skip_repeats=True)
     try:
         report = predict_dataset(ds, args.model, device=args.device, redo=args.all, cases=args.cases,
                                  keep_incomplete=not args.drop_incomplete, check_modality=not args.no_modality_check,
@@ -277,6 +303,13 @@ def run_predict(args):
          f"({report.model['sha256'][:12]}), skipped {len(report.skipped)}, failed {len(report.failed)}")
     for name, message in report.failed:
         _say(f"  {name}: {message}")
+    if events is not None:
+        from dataclasses import asdict
+
+        from SpineSegLib.core.events import ReportEvent
+        from SpineSegLib.evaluation.reports import plain
+
+        events(ReportEvent("predict", plain(asdict(report))))
     return 1 if report.failed else 0
 
 
@@ -351,6 +384,10 @@ def run_split(args):
 
 
 def run_finetune(args):
+    return _with_progress(args, lambda progress, events: _finetune(args, progress, events))
+
+
+def _finetune(args, progress, events):
     from SpineSegLib.annotation.store import open_dataset
     from SpineSegLib.annotation.finetune import finetune
 
@@ -359,7 +396,7 @@ def run_finetune(args):
                       validation_cases=args.validation_cases, run_dir=args.run_dir, threads=args.threads,
                       seed=args.seed, evaluate=not args.no_evaluation, force=args.force,
                       crop_unlabelled=args.crop_unlabelled, keep_incomplete=not args.drop_incomplete,
-                      progress=console_progress(skip_repeats=True), log=_say, user=args.user)
+                      progress=progress, log=_say, user=args.user)
     if report.cases:
         rows = [{"case": c.case, "version": c.version,
                  "before": f"{c.before.get('dice_mean', float('nan')):.3f}",
@@ -374,6 +411,11 @@ def run_finetune(args):
     if args.json:
         from SpineSegLib.evaluation.reports import write_json
         write_json(report.to_dict(), args.json, force=args.force)
+    if events is not None:
+        from SpineSegLib.core.events import ReportEvent
+        from SpineSegLib.evaluation.reports import plain
+
+        events(ReportEvent("finetune", plain(report.to_dict()), str(args.json) if args.json else None))
     return 0
 
 

@@ -42,26 +42,6 @@ def register(sub):
     return p
 
 
-class Events:
-    """Writes events on the real stdout (kept aside while ``sys.stdout`` points at stderr)."""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self._last = None
-
-    def __call__(self, event) -> None:
-        self.stream.write(event.to_line())
-        self.stream.flush()
-
-    def progress(self, phase, fraction) -> None:
-        from SpineSegLib.core.events import ProgressEvent
-
-        value = None if fraction != fraction else round(float(fraction), 4)
-        if (phase, value) != self._last:
-            self._last = (phase, value)
-            self(ProgressEvent(value, phase))
-
-
 def read_command(stream) -> str:
     """The next stepping command from stdin (end of input counts as ``cancel``)."""
     from SpineSegLib.core.errors import InputError
@@ -78,7 +58,7 @@ def run(args):
     import warnings
 
     from SpineSegLib.core.errors import SpineSegError
-    from SpineSegLib.core.events import EngineRequest, ErrorEvent, NoteEvent
+    from SpineSegLib.core.events import EngineRequest, ErrorEvent, Events, NoteEvent
     from SpineSegLib.core.notes import InputNote
     from SpineSegLib.core.progress import Cancelled, Progress
 

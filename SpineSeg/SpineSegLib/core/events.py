@@ -9,6 +9,10 @@
   (the result file and typed per-vertebra :class:`VertebraRecord` rows) and :class:`ErrorEvent` (the one-line
   message). :func:`parse_event` reads a line back and raises :class:`EventError` -- naming the line -- for a
   malformed, truncated or unknown one.
+* The other children of the Slicer panels (``spineseg speed --events``, ``spineseg dataset predict|finetune
+  --events``) speak the same events; their result is a :class:`ReportEvent` (a named JSON object, and the file it
+  was also written to, if any). :class:`Events` writes events on stdout; :func:`events_on_stdout` sets a command
+  up for it (human output to stderr, input notes and errors as events).
 * In stepping mode (``--interactive``) the child waits after each network pass for one command line on its
   stdin: :data:`NEXT` (one more pass), :data:`FINISH` (all remaining passes without halting) or
   :data:`CANCEL`.
@@ -24,6 +28,9 @@ Console use::
 from __future__ import annotations
 
 import json
+import sys
+import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
@@ -172,12 +179,24 @@ class ResultEvent:
 
 
 @dataclass
+class ReportEvent:
+    """The result of a child that is no engine run: ``name`` says which (``probe``, ``predict``, ``finetune``),
+    ``data`` is the result as a JSON object (no NaN: missing numbers are null), ``path`` a file it was also
+    written to (None when none)."""
+
+    name: str
+    data: dict = field(default_factory=dict)
+    path: Optional[str] = None
+    kind = "report"
+
+
+@dataclass
 class ErrorEvent:
     message: str
     kind = "error"
 
 
-EVENTS = {c.kind: c for c in (ProgressEvent, StepEvent, NoteEvent, ResultEvent, ErrorEvent)}
+EVENTS = {c.kind: c for c in (ProgressEvent, StepEvent, NoteEvent, ResultEvent, ReportEvent, ErrorEvent)}
 
 
 def to_line(event) -> str:
@@ -204,9 +223,9 @@ def parse_event(line: str, complete: bool = True):
     except ValueError as exc:
         truncated = isinstance(exc, json.JSONDecodeError) and exc.pos >= len(text.rstrip())
         what = "a truncated event line" if truncated else f"a malformed event line ({exc})"
-        raise EventError(f"the engine sent {what}: {_short(text)}") from None
+        raise EventError(f"the child process sent {what}: {_short(text)}") from None
     if not isinstance(data, dict) or data.get("kind") not in EVENTS:
-        raise EventError(f"the engine sent a line that is no known event: {_short(text)}")
+        raise EventError(f"the child process sent a line that is no known event: {_short(text)}")
     cls = EVENTS[data.pop("kind")]
     names = {f.name for f in fields(cls)}
     try:
@@ -215,6 +234,61 @@ def parse_event(line: str, complete: bool = True):
             event.box = PatchBox(**event.box)
         if isinstance(event, ResultEvent):
             event.vertebrae = [VertebraRecord(**v) for v in event.vertebrae]
+        if isinstance(event, ReportEvent) and not isinstance(event.data, dict):
+            raise TypeError("its data is no JSON object")
     except TypeError as exc:
-        raise EventError(f"the engine sent an incomplete {cls.kind} event ({exc}): {_short(text)}") from None
+        raise EventError(f"the child process sent an incomplete {cls.kind} event ({exc}): {_short(text)}") from None
     return event
+
+
+# -- writing events ----------------------------------------------------------------------------------------------
+class Events:
+    """Writes events on the real stdout (kept aside while ``sys.stdout`` points at stderr)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self._last = None
+
+    def __call__(self, event) -> None:
+        self.stream.write(event.to_line())
+        self.stream.flush()
+
+    def progress(self, phase, fraction) -> None:
+        """A :class:`~SpineSegLib.core.progress.Progress` callback: one progress event per new (phase, fraction)."""
+        value = None if fraction != fraction else round(float(fraction), 4)
+        if (phase, value) != self._last:
+            self._last = (phase, value)
+            self(ProgressEvent(value, phase))
+
+
+@contextmanager
+def events_on_stdout():
+    """Run a command with events on stdout (yields the :class:`Events` writer): inside, ``sys.stdout`` points at
+    stderr (human output), an input note becomes a :class:`NoteEvent`, and an exception is also sent as an
+    :class:`ErrorEvent` (the one-line message of a :class:`SpineSegError`) before it goes on to the CLI, which
+    prints it on stderr and sets the exit status."""
+    from SpineSegLib.core.notes import InputNote
+
+    events = Events(sys.stdout)
+    sys.stdout = sys.stderr
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", InputNote)
+            shown = warnings.showwarning
+
+            def show(message, category, *rest, **kw):
+                if issubclass(category, InputNote):
+                    events(NoteEvent(" ".join(str(message).split())))
+                else:
+                    shown(message, category, *rest, **kw)
+
+            warnings.showwarning = show
+            yield events
+    except SpineSegError as exc:
+        events(ErrorEvent(str(exc)))
+        raise
+    except Exception as exc:
+        events(ErrorEvent(f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        sys.stdout = events.stream

@@ -1,10 +1,11 @@
 """Fine-tuning from the annotation panel: ``spineseg dataset finetune`` in a child process (Qt-free, no MRML).
 
 The child (:mod:`SpineSegLib.slicer.process`: ``PythonSlicer -m SpineSegLib dataset finetune DIR --model M -o NEW
---json REPORT --run-dir RUN ...``) trains and compares; its ``[ 42%] fine-tuning: iteration 120/500 ...`` lines are
-the progress. When it succeeds, :class:`FinetuneOutcome` holds the before/after per-vertebra Dice of the
-validation cases (read from the ``--json`` report) and the new weights file, which the IIS model selector takes
-as a weights file. Nothing runs in Slicer's process but the polling.
+--json REPORT --run-dir RUN --events ...``) trains and compares; its progress events (``fine-tuning: iteration
+120/500 ...``) are the progress. When it succeeds, :class:`FinetuneOutcome` holds the before/after per-vertebra
+Dice of the validation cases (from the child's ``finetune`` report event, the same report it writes to
+``--json``) and the new weights file, which the IIS model selector takes as a weights file. Nothing runs in
+Slicer's process but the polling.
 
 Cancel (or a failure) kills the child's process tree and leaves the dataset and the output as they were: the
 new weights are written last and recorded in ``dataset.json`` after that, so a killed child has recorded nothing;
@@ -24,7 +25,6 @@ Console use::
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -65,7 +65,7 @@ def finetune_arguments(ds_root, model, output, report_path, run_dir, *, iteratio
     """The ``spineseg dataset finetune`` arguments for the panel's choices (the one place they are made)."""
     args = ["dataset", "finetune", Path(ds_root).resolve(), "--model", Path(model).resolve(), "-o",
             Path(output).resolve(), "--iterations", int(iterations), "--device", device, "--json", report_path,
-            "--run-dir", run_dir, "--seed", int(seed)]
+            "--run-dir", run_dir, "--seed", int(seed), "--events"]
     if lr is not None:
         args += ["--lr", float(lr)]
     if threads:
@@ -107,14 +107,13 @@ def _temporaries(output: Path) -> set:
     return set(output.parent.glob(f".{output.name}.*")) if output.parent.is_dir() else set()
 
 
-def _read_outcome(ds: AnnotationDataset, report_path: Path, output: Path) -> FinetuneOutcome:
+def _read_outcome(ds: AnnotationDataset, event, output: Path) -> FinetuneOutcome:
     ds.reload()           # the child recorded the new model in dataset.json
     if not output.is_file():
         raise SpineSegError(f"fine-tuning ended without writing {output}")
-    try:
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SpineSegError(f"fine-tuning ended without a readable report ({exc})") from None
+    if event is None or event.name != "finetune":
+        raise SpineSegError("fine-tuning ended without a report")
+    report = event.data
     return FinetuneOutcome(output, (report.get("before") or {}).get("dice_mean"),
                            (report.get("after") or {}).get("dice_mean"), report)
 
@@ -159,7 +158,7 @@ def start_finetune(ds: AnnotationDataset, model, output, *, iterations: int = 50
 
     task = background.BackgroundProcess(
         background.spineseg_command(*args, python=python), env=background.child_environment(threads=threads),
-        finish=lambda task: _read_outcome(ds, report_path, output), on_progress=on_progress, on_state=state_changed,
+        finish=lambda task: _read_outcome(ds, task.report, output), on_progress=on_progress, on_state=state_changed,
         on_line=on_line, cleanup=[work], name="SpineSeg fine-tuning")
     task.run_dir, task.output_path = run_dir, output
     return task.start()

@@ -2,8 +2,8 @@
 
 The panel's prefetch: the ``count`` cases to annotate after the current one (status ``new`` or ``predicted``, in
 name order, wrapping round -- the cases :func:`SpineSegLib.annotation.prefetch.prefetch` would take) are handed to
-``spineseg dataset predict DIR --model M --cases ...`` in a child process (:mod:`SpineSegLib.slicer.process`). The
-in-process :class:`~SpineSegLib.annotation.prefetch.Prefetcher` runs torch in a Python thread, which inside 3D
+``spineseg dataset predict DIR --model M --events --cases ...`` in a child process
+(:mod:`SpineSegLib.slicer.process`; its events are the progress). The in-process :class:`~SpineSegLib.annotation.prefetch.Prefetcher` runs torch in a Python thread, which inside 3D
 Slicer only advances while the GUI thread runs Python (Slicer does not enable PythonQt's thread support); the
 child runs at full speed and Cancel kills it. The child saves each prediction as a label version the way
 ``predict`` always does (never over a correction, re-checked under the case's lock); a killed child may leave a
@@ -58,7 +58,7 @@ class PrefetchProcess:
         self.planned = [str(c) for c in cases]
         self._versions = {name: ds.case(name).current for name in self.planned}   # as they were when planned
         args = ["dataset", "predict", ds.root.resolve(), "--model", self.model.resolve(), "--device", device,
-                "--cases", *self.planned]
+                "--events", "--cases", *self.planned]
         if threads:
             args += ["--threads", int(threads)]
         self.task = background.BackgroundProcess(

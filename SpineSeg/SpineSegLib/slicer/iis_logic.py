@@ -109,18 +109,18 @@ class IISLogic:
     def start_probe(self, model_path=None, devices=("auto",), **callbacks) -> background.BackgroundProcess:
         """Start the device probe (torch, GPUs, timed passes) in a child process; its result is
         ``task.result`` (a dict) once done, measured pass times are cached for :meth:`estimate`."""
-        from SpineSegLib.iis.infer.runtime_estimate import PassTimeCache, parse_probe
+        from SpineSegLib.iis.infer.runtime_estimate import PassTimeCache
 
-        args = ["-m", "SpineSegLib", "speed"]
+        args = ["-m", "SpineSegLib", "speed", "--events"]
         if model_path:
             args += ["--model", str(model_path)]
         for d in devices:
             args += ["--device", d]
 
         def finish(task):
-            info = parse_probe(task.output)
-            if info is None:
+            if task.report is None or task.report.name != "probe":
                 raise SpineSegError("the device probe gave no result: " + "; ".join(task.output[-3:]))
+            info = task.report.data
             if model_path and info.get("per_pass_seconds"):
                 PassTimeCache(self.cache_path).put(model_path, info["per_pass_seconds"])
             return info

@@ -1,16 +1,17 @@
 """Long work in a child process, so that 3D Slicer's GUI never freezes (Qt-free; also used by scripts).
 
 :class:`BackgroundProcess` starts a command with :class:`subprocess.Popen` (not Slicer's
-``launchConsoleProcess``, which needs ``slicer.app``), reads the child's merged stdout/stderr on a
-reader thread, and is advanced by :meth:`BackgroundProcess.poll` -- in Slicer from a ``QTimer`` on
-the GUI thread, in scripts from :meth:`BackgroundProcess.wait`. All callbacks and the result import
-run inside ``poll``, i.e. on the caller's thread; the reader thread only queues lines.
+``launchConsoleProcess``, which needs ``slicer.app``), reads the child's stdout and stderr on reader
+threads, and is advanced by :meth:`BackgroundProcess.poll` -- in Slicer from a ``QTimer`` on the GUI
+thread, in scripts from :meth:`BackgroundProcess.wait`. All callbacks and the result import run inside
+``poll``, i.e. on the caller's thread; the reader threads only queue lines.
 
 States::
 
     idle --start()--> running --child exits 0--> importing --finish() ok--> done
                          |                           '--finish() raises--> failed
                          |--child exits != 0--> failed (the child's one-line error as the message)
+                         |--a malformed or truncated event line--> failed (the line named; the child is killed)
                          |--child killed (by a signal, e.g. the out-of-memory killer)--> failed
                          |      ("the background process ended unexpectedly (killed by signal 9, SIGKILL; ...)")
                          '--cancel()--> cancelled (the whole process tree is killed)
@@ -19,30 +20,27 @@ The child's output is forced to UTF-8 without colour codes (``PYTHONUTF8``, ``PY
 ``NO_COLOR``, ``TERM=dumb``) and unbuffered, and ``SpineSegLib``'s parent folder is put first on
 ``PYTHONPATH`` so that ``python -m SpineSegLib`` runs this very copy (in Slicer: ``PythonSlicer``).
 
-Progress protocol: one line per update, either a JSON object ``{"progress": 0.42, "message":
-"traversal"}`` or the ``spineseg`` CLI's console lines ``[ 42%] traversal`` (``[    ] text`` for a
-message without a fraction); ``spineseg: error: <message>`` is the failure message. Everything else
-is kept in :attr:`BackgroundProcess.output` (shown in the log). (The segmentation runs use the typed
-JSON-lines contract of :mod:`SpineSegLib.slicer.engine` instead; this class runs the device probe.)
+Protocol: the child writes only the JSON-lines events of :mod:`SpineSegLib.core.events` on stdout
+(``spineseg speed|dataset predict|dataset finetune --events``): progress (fraction and phase), notes,
+a report (:attr:`BackgroundProcess.report`, for ``finish``) and an error (the failure message). Its
+stderr is kept in :attr:`BackgroundProcess.output` (shown in the log). (The segmentation runs use
+:mod:`SpineSegLib.slicer.engine`, the same events with a request and stepping.)
 
 Console use::
 
     from SpineSegLib.slicer import process as background
-    cmd = background.spineseg_command("iis", "ct.nii.gz", "-o", "out.nii.gz", "--model", "m.pt")
+    cmd = background.spineseg_command("speed", "--events")
     task = background.BackgroundProcess(cmd, on_progress=lambda f, m: print(f, m))
     task.start()
     task.wait()                      # or: a QTimer calling task.poll()
-    task.state, task.message         # 'done', ...
+    task.state, task.report.data     # 'done', {'torch': ..., 'cpu_cores': ...}
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import queue
-import re
 import shutil
 import signal
 import subprocess
@@ -53,16 +51,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from SpineSegLib.core.errors import SpineSegError
+from SpineSegLib.core.events import ErrorEvent, EventError, NoteEvent, ProgressEvent, ReportEvent, parse_event
 
 log = logging.getLogger(__name__)
 
 IDLE, RUNNING, IMPORTING, DONE, FAILED, CANCELLED = "idle", "running", "importing", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
-
-_CONSOLE_PROGRESS = re.compile(r"^\[\s*(\d{1,3})%\]\s?(.*)$")
-_CONSOLE_MESSAGE = re.compile(r"^\[\s{4}\]\s?(.*)$")
-_ERROR = re.compile(r"^spineseg: error: (.*)$")
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 #: the folder holding the SpineSegLib package (put on the child's PYTHONPATH)
 LIB_PARENT = str(Path(__file__).resolve().parents[2])   # the folder holding SpineSegLib
@@ -70,34 +64,6 @@ LIB_PARENT = str(Path(__file__).resolve().parents[2])   # the folder holding Spi
 
 class BackgroundError(SpineSegError):
     """The child process could not be started, or failed."""
-
-
-def parse_progress(line: str) -> Optional[tuple[float, str]]:
-    """``(fraction, message)`` of a progress line (fraction NaN when it has none), else None."""
-    line = _ANSI.sub("", line).rstrip("\r\n")
-    if line.startswith("{"):
-        try:
-            data = json.loads(line)
-        except ValueError:
-            return None
-        if isinstance(data, dict) and ("progress" in data or "fraction" in data):
-            value = data.get("progress", data.get("fraction"))
-            fraction = float(value) if isinstance(value, (int, float)) and value is not None else math.nan
-            return fraction, str(data.get("message", data.get("step", "")))
-        return None
-    m = _CONSOLE_PROGRESS.match(line)
-    if m:
-        return min(int(m.group(1)), 100) / 100.0, m.group(2)
-    m = _CONSOLE_MESSAGE.match(line)
-    if m:
-        return math.nan, m.group(1)
-    return None
-
-
-def parse_error(line: str) -> Optional[str]:
-    """The message of a ``spineseg: error: ...`` line, else None."""
-    m = _ERROR.match(_ANSI.sub("", line).strip())
-    return m.group(1) if m else None
 
 
 def python_executable() -> str:
@@ -180,8 +146,9 @@ class BackgroundProcess:
     """One child process and its state machine (see the module docstring).
 
     ``finish(task)`` imports the result once the child exited with status 0 (on the thread that calls
-    :meth:`poll`); its return value becomes :attr:`result`. It must leave the scene as it was when it
-    raises. ``cleanup`` paths (temporary folders) are removed when the task ends, whatever the end.
+    :meth:`poll`; the child's last report event is :attr:`report`); its return value becomes :attr:`result`.
+    It must leave the scene as it was when it raises. ``on_line`` hears the child's stderr lines, ``on_note``
+    its note events. ``cleanup`` paths (temporary folders) are removed when the task ends, whatever the end.
     """
 
     def __init__(self, command: list[str], *, env: Optional[dict] = None, cwd=None,
@@ -190,6 +157,7 @@ class BackgroundProcess:
                  on_line: Optional[Callable[[str], None]] = None,
                  on_state: Optional[Callable[[str], None]] = None,
                  on_poll: Optional[Callable[["BackgroundProcess"], None]] = None,
+                 on_note: Optional[Callable[[NoteEvent], None]] = None,
                  cleanup=(), name: str = "SpineSeg"):
         self.command = [str(c) for c in command]
         self.env = env if env is not None else child_environment()
@@ -199,19 +167,22 @@ class BackgroundProcess:
         self.on_line = on_line
         self.on_state = on_state
         self.on_poll = on_poll
+        self.on_note = on_note
         self.cleanup_paths = [Path(p) for p in cleanup]
         self.name = name
         self.state = IDLE
         self.message = ""
         self.fraction = 0.0
-        self.output: list[str] = []
+        self.output: list[str] = []            # the child's stderr (its log)
+        self.notes: list[str] = []
+        self.report: Optional[ReportEvent] = None
         self.result = None
         self.returncode: Optional[int] = None
         self.started_at: Optional[float] = None
         self.ended_at: Optional[float] = None
         self._process: Optional[subprocess.Popen] = None
-        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
-        self._reader: Optional[threading.Thread] = None
+        self._lines: "queue.Queue" = queue.Queue()
+        self._readers: list[threading.Thread] = []
         self._error: Optional[str] = None
 
     # -- state ----------------------------------------------------------------------------------
@@ -243,7 +214,7 @@ class BackgroundProcess:
     def start(self) -> "BackgroundProcess":
         if self.state != IDLE:
             raise BackgroundError(f"{self.name}: already started (state {self.state})")
-        kwargs = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env,
+        kwargs = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env,
                       cwd=self.cwd, text=True, encoding="utf-8", errors="replace", bufsize=1)
         if os.name == "nt":
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
@@ -256,58 +227,74 @@ class BackgroundProcess:
             self._set_state(FAILED, f"{self.name}: could not start {self.command[0]!r}: {exc}")
             raise BackgroundError(self.message) from None
         self.started_at = time.monotonic()
-        self._reader = threading.Thread(target=self._read, name=f"{self.name} output", daemon=True)
-        self._reader.start()
+        for stream, kind in ((self._process.stdout, "stdout"), (self._process.stderr, "stderr")):
+            reader = threading.Thread(target=self._read, args=(stream, kind), name=f"{self.name} {kind}", daemon=True)
+            reader.start()
+            self._readers.append(reader)
         self._set_state(RUNNING, "started")
         return self
 
-    def _read(self) -> None:
-        stream = self._process.stdout
+    def _read(self, stream, kind: str) -> None:
         try:
             for line in stream:
-                self._lines.put(line.rstrip("\r\n"))
+                self._lines.put((kind, line))
         except (OSError, ValueError):   # the pipe was closed by a kill
             pass
         finally:
-            self._lines.put(None)
+            self._lines.put((kind, None))
 
-    def _drain(self) -> bool:
-        """Handle queued lines; True once the reader has seen the end of the output."""
-        ended = False
-        while True:
+    def _join_readers(self, timeout: float = 5.0) -> None:
+        for reader in self._readers:
+            reader.join(timeout)
+
+    def _drain(self) -> None:
+        """Handle the queued lines: stderr into the log, stdout as events."""
+        while self.state == RUNNING:
             try:
-                line = self._lines.get_nowait()
+                kind, line = self._lines.get_nowait()
             except queue.Empty:
-                return ended
+                return
             if line is None:
-                ended = True
                 continue
-            self._handle_line(line)
+            if kind == "stderr":
+                self.output.append(line.rstrip("\r\n"))
+                if self.on_line is not None:
+                    self.on_line(self.output[-1])
+                continue
+            try:
+                self._handle(parse_event(line, complete=line.endswith("\n")))
+            except EventError as exc:
+                kill_process_tree(self._process, grace_s=0.0)
+                self.returncode = self._process.returncode
+                self._set_state(FAILED, f"{self.name}: {exc}")
 
-    def _handle_line(self, line: str) -> None:
-        line = _ANSI.sub("", line)
-        self.output.append(line)
-        if self.on_line is not None:
-            self.on_line(line)
-        error = parse_error(line)
-        if error is not None:
-            self._error = error
-            return
-        progress = parse_progress(line)
-        if progress is not None:
-            fraction, message = progress
-            if not math.isnan(fraction):
+    def _handle(self, event) -> None:
+        if isinstance(event, ProgressEvent):
+            fraction = float("nan") if event.fraction is None else float(event.fraction)
+            if event.fraction is not None:
                 self.fraction = fraction
-            if message:
-                self.message = message
+            if event.phase:
+                self.message = event.phase
             if self.on_progress is not None:
-                self.on_progress(fraction, message)
+                self.on_progress(fraction, event.phase)
+        elif isinstance(event, NoteEvent):
+            self.notes.append(event.message)
+            if self.on_note is not None:
+                self.on_note(event)
+        elif isinstance(event, ErrorEvent):
+            self._error = event.message
+        elif isinstance(event, ReportEvent):
+            self.report = event
+        else:
+            log.warning("%s: ignoring a %s event", self.name, event.kind)
 
     def poll(self) -> str:
         """Advance the task: handle new output, notice the child's end, import the result. Returns the state."""
         if self.state != RUNNING:
             return self.state
-        ended = self._drain()
+        self._drain()
+        if self.state != RUNNING:          # a malformed event line
+            return self.state
         if self.on_poll is not None:
             self.on_poll(self)
         if self.state != RUNNING:          # on_poll may have cancelled
@@ -315,9 +302,10 @@ class BackgroundProcess:
         code = self._process.poll()
         if code is None:
             return self.state
-        if not ended and self._reader is not None:
-            self._reader.join(5)
-            self._drain()
+        self._join_readers()
+        self._drain()
+        if self.state != RUNNING:
+            return self.state
         self.returncode = code
         if code != 0:
             self._set_state(FAILED, self._failure_message(code))
@@ -360,19 +348,20 @@ class BackgroundProcess:
         if self.state != RUNNING:
             return False
         kill_process_tree(self._process)
-        if self._reader is not None:
-            self._reader.join(5)
+        self._join_readers()
         self._drain()
         self.returncode = self._process.returncode
         self._set_state(CANCELLED, "cancelled")
         return True
 
     def _cleanup(self) -> None:
-        if self._process is not None and self._process.stdout is not None:
-            try:
-                self._process.stdout.close()
-            except OSError:
-                pass
+        if self._process is not None:
+            for stream in (self._process.stdout, self._process.stderr):
+                try:
+                    if stream is not None:
+                        stream.close()
+                except OSError:
+                    pass
         for path in self.cleanup_paths:
             shutil.rmtree(path, ignore_errors=True)
 

@@ -174,8 +174,11 @@ def measure_pass_seconds(model_path, device: str = "cpu", repeats: int = 3, prec
             "describe": predict.describe()}
 
 
-def probe(model_path=None, devices=("auto",), repeats: int = 3, threads: Optional[int] = None) -> dict:
-    """What this machine offers (torch, GPUs, CPU cores, bf16) and, with a model, its measured pass times."""
+def probe(model_path=None, devices=("auto",), repeats: int = 3, threads: Optional[int] = None,
+          progress=None) -> dict:
+    """What this machine offers (torch, GPUs, CPU cores, bf16) and, with a model, its measured pass times.
+    ``progress(phase, fraction)`` hears of each device timed (default: a ``{"progress": NaN, ...}`` line on
+    stdout)."""
     import torch
 
     from SpineSegLib.iis.model.device import available_cores, cpu_has_bf16
@@ -200,22 +203,14 @@ def probe(model_path=None, devices=("auto",), repeats: int = 3, threads: Optiona
             else:
                 wanted.append(d)
         for d in dict.fromkeys(wanted):
-            print(json.dumps({"progress": math.nan, "message": f"timing a network pass on {d}"}), flush=True)
+            if progress is None:
+                print(json.dumps({"progress": math.nan, "message": f"timing a network pass on {d}"}), flush=True)
+            else:
+                progress(f"timing a network pass on {d}", math.nan)
             m = measure_pass_seconds(model_path, d, repeats, threads=threads)
             info["per_pass_seconds"][m["device"]] = round(m["seconds"], 4)
             info["precision"][m["device"]] = m["describe"]
     return info
-
-
-def parse_probe(lines) -> Optional[dict]:
-    """The probe's result from its output lines (None when there is none)."""
-    for line in reversed(list(lines)):
-        if line.startswith('{"probe"'):
-            try:
-                return json.loads(line)["probe"]
-            except (ValueError, KeyError):
-                return None
-    return None
 
 
 class PassTimeCache:
