@@ -24,7 +24,8 @@ Protocol: the child writes only the JSON-lines events of :mod:`SpineSegLib.core.
 (``spineseg speed|dataset predict|dataset finetune --events``): progress (fraction and phase), notes,
 a report (:attr:`BackgroundProcess.report`, for ``finish``) and an error (the failure message). Its
 stderr is kept in :attr:`BackgroundProcess.output` (shown in the log). (The segmentation runs use
-:mod:`SpineSegLib.slicer.engine`, the same events with a request and stepping.)
+:class:`SpineSegLib.slicer.engine.EngineTask`, this state machine plus a request, stepping and a result event:
+it fills the hooks ``_prepare``, ``_handle_other``, ``_complete``, ``_import_result``.)
 
 Console use::
 
@@ -151,6 +152,13 @@ class BackgroundProcess:
     its note events. ``cleanup`` paths (temporary folders) are removed when the task ends, whatever the end.
     """
 
+    #: how the failure messages name the child
+    child = "the background process"
+    #: cancel kills without a grace period and drops the child's last lines (the engine: Cancel is at once)
+    cancel_at_once = False
+    #: the seconds between polls in :meth:`wait`
+    poll_interval_s = 0.05
+
     def __init__(self, command: list[str], *, env: Optional[dict] = None, cwd=None,
                  finish: Optional[Callable[["BackgroundProcess"], object]] = None,
                  on_progress: Optional[Callable[[float, str], None]] = None,
@@ -180,6 +188,7 @@ class BackgroundProcess:
         self.returncode: Optional[int] = None
         self.started_at: Optional[float] = None
         self.ended_at: Optional[float] = None
+        self.stdin = subprocess.DEVNULL        # a pipe for a child that reads commands (engine stepping)
         self._process: Optional[subprocess.Popen] = None
         self._lines: "queue.Queue" = queue.Queue()
         self._readers: list[threading.Thread] = []
@@ -214,18 +223,24 @@ class BackgroundProcess:
     def start(self) -> "BackgroundProcess":
         if self.state != IDLE:
             raise BackgroundError(f"{self.name}: already started (state {self.state})")
-        kwargs = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env,
-                      cwd=self.cwd, text=True, encoding="utf-8", errors="replace", bufsize=1)
-        if os.name == "nt":
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
-        else:
-            kwargs["start_new_session"] = True      # its own process group: cancel kills the whole tree
-        log.info("%s: starting %s", self.name, subprocess.list2cmdline(self.command))
         try:
+            self._prepare()
+            kwargs = dict(stdin=self.stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env,
+                          cwd=self.cwd, text=True, encoding="utf-8", errors="replace", bufsize=1)
+            if os.name == "nt":
+                kwargs["creationflags"] = (subprocess.CREATE_NEW_PROCESS_GROUP
+                                           | getattr(subprocess, "CREATE_NO_WINDOW", 0))
+            else:
+                kwargs["start_new_session"] = True      # its own process group: cancel kills the whole tree
+            log.info("%s: starting %s", self.name, subprocess.list2cmdline(self.command))
             self._process = subprocess.Popen(self.command, **kwargs)
         except OSError as exc:
-            self._set_state(FAILED, f"{self.name}: could not start {self.command[0]!r}: {exc}")
+            self._set_state(FAILED, self._could_not_start(exc))
             raise BackgroundError(self.message) from None
+        except BaseException:
+            for path in self.cleanup_paths:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
         self.started_at = time.monotonic()
         for stream, kind in ((self._process.stdout, "stdout"), (self._process.stderr, "stderr")):
             reader = threading.Thread(target=self._read, args=(stream, kind), name=f"{self.name} {kind}", daemon=True)
@@ -233,6 +248,12 @@ class BackgroundProcess:
             self._readers.append(reader)
         self._set_state(RUNNING, "started")
         return self
+
+    def _prepare(self) -> None:
+        """Hook: make what the command needs (files, :attr:`command`, :attr:`env`) just before the start."""
+
+    def _could_not_start(self, exc: OSError) -> str:
+        return f"{self.name}: could not start {self.command[0]!r}: {exc}"
 
     def _read(self, stream, kind: str) -> None:
         try:
@@ -270,13 +291,9 @@ class BackgroundProcess:
 
     def _handle(self, event) -> None:
         if isinstance(event, ProgressEvent):
-            fraction = float("nan") if event.fraction is None else float(event.fraction)
-            if event.fraction is not None:
-                self.fraction = fraction
-            if event.phase:
-                self.message = event.phase
+            self._show_progress(event.fraction, event.phase)
             if self.on_progress is not None:
-                self.on_progress(fraction, event.phase)
+                self.on_progress(float("nan") if event.fraction is None else float(event.fraction), event.phase)
         elif isinstance(event, NoteEvent):
             self.notes.append(event.message)
             if self.on_note is not None:
@@ -286,7 +303,17 @@ class BackgroundProcess:
         elif isinstance(event, ReportEvent):
             self.report = event
         else:
-            log.warning("%s: ignoring a %s event", self.name, event.kind)
+            self._handle_other(event)
+
+    def _show_progress(self, fraction: Optional[float], phase: str) -> None:
+        if fraction is not None:
+            self.fraction = float(fraction)
+        if phase:
+            self.message = phase
+
+    def _handle_other(self, event) -> None:
+        """Hook: an event kind beyond progress, note, error and report."""
+        log.warning("%s: ignoring a %s event", self.name, event.kind)
 
     def poll(self) -> str:
         """Advance the task: handle new output, notice the child's end, import the result. Returns the state."""
@@ -307,13 +334,13 @@ class BackgroundProcess:
         if self.state != RUNNING:
             return self.state
         self.returncode = code
-        if code != 0:
+        if code != 0 or not self._complete():
             self._set_state(FAILED, self._failure_message(code))
             return self.state
         self.fraction = 1.0
         self._set_state(IMPORTING, "importing the result")
         try:
-            self.result = self.finish(self) if self.finish is not None else None
+            self.result = self._import_result()
         except SpineSegError as exc:
             self._set_state(FAILED, str(exc))
         except Exception as exc:  # an import failure must end the task, never leave it "importing"
@@ -323,17 +350,26 @@ class BackgroundProcess:
             self._set_state(DONE, "done")
         return self.state
 
+    def _complete(self) -> bool:
+        """Hook: whether a child that exited with status 0 left all it must (the engine: a result event)."""
+        return True
+
+    def _import_result(self):
+        """Hook: call ``finish``; its return value becomes :attr:`result`."""
+        return self.finish(self) if self.finish is not None else None
+
     def _failure_message(self, code: int) -> str:
         """The child's one-line error, or what its exit status says: killed by a signal (the system's
         out-of-memory killer sends SIGKILL), or failed with the last lines of its output."""
         killed = killed_by(code, expected_error=self._error is not None)
         if killed:
-            return f"{self.name}: the background process ended unexpectedly ({killed})"
+            return f"{self.name}: {self.child} ended unexpectedly ({killed})"
         tail = "; ".join(line for line in self.output[-5:] if line.strip())
         return self._error or f"{self.name} failed (exit status {code}): {tail or 'no output'}"
 
-    def wait(self, timeout: Optional[float] = None, interval: float = 0.05) -> str:
+    def wait(self, timeout: Optional[float] = None, interval: Optional[float] = None) -> str:
         """Poll until the task ends (scripts; the GUI uses a timer). Raises TimeoutError after ``timeout`` s."""
+        interval = self.poll_interval_s if interval is None else interval
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() in (RUNNING, IDLE):
             if self.state == IDLE:
@@ -347,16 +383,19 @@ class BackgroundProcess:
         """Kill the child and everything it started; False when there was nothing to cancel."""
         if self.state != RUNNING:
             return False
-        kill_process_tree(self._process)
-        self._join_readers()
-        self._drain()
+        if self.cancel_at_once:
+            kill_process_tree(self._process, grace_s=0.0)
+        else:
+            kill_process_tree(self._process)
+            self._join_readers()
+            self._drain()
         self.returncode = self._process.returncode
         self._set_state(CANCELLED, "cancelled")
         return True
 
     def _cleanup(self) -> None:
         if self._process is not None:
-            for stream in (self._process.stdout, self._process.stderr):
+            for stream in (self._process.stdin, self._process.stdout, self._process.stderr):
                 try:
                     if stream is not None:
                         stream.close()
