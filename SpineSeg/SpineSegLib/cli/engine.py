@@ -55,44 +55,20 @@ def read_command(stream) -> str:
 
 
 def run(args):
-    import warnings
-
-    from SpineSegLib.core.errors import SpineSegError
-    from SpineSegLib.core.events import EngineRequest, ErrorEvent, Events, NoteEvent
-    from SpineSegLib.core.notes import InputNote
+    from SpineSegLib.core.events import EngineRequest, events_on_stdout
     from SpineSegLib.core.progress import Cancelled, Progress
 
     request = EngineRequest.from_arguments(args)
-    events = Events(sys.stdout)
-    sys.stdout = sys.stderr                    # stdout holds only events
-    progress = Progress(events.progress)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", InputNote)
-            shown = warnings.showwarning
-
-            def show(message, category, *rest, **kw):
-                if issubclass(category, InputNote):
-                    events(NoteEvent(" ".join(str(message).split())))
-                else:
-                    shown(message, category, *rest, **kw)
-
-            warnings.showwarning = show
+        with events_on_stdout() as events:     # stdout holds only events; errors also go out as an error event
             work = Path(request.work)
             work.mkdir(parents=True, exist_ok=True)
-            result = (run_iis if request.task == "iis" else run_classical)(request, events, progress, work)
-        events(result)
-        return 0
+            result = (run_iis if request.task == "iis" else run_classical)(request, events, Progress(events.progress),
+                                                                           work)
+            events(result)
     except Cancelled:
         return 130
-    except SpineSegError as exc:
-        events(ErrorEvent(str(exc)))
-        return 2
-    except Exception as exc:          # a bug: its traceback goes to stderr (the log), the message to the GUI
-        events(ErrorEvent(f"{type(exc).__name__}: {exc}"))
-        raise
-    finally:
-        sys.stdout = events.stream
+    return 0
 
 
 def run_iis(request, events, progress, work: Path):

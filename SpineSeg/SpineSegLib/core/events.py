@@ -268,6 +268,7 @@ def events_on_stdout():
     :class:`ErrorEvent` (the one-line message of a :class:`SpineSegError`) before it goes on to the CLI, which
     prints it on stderr and sets the exit status."""
     from SpineSegLib.core.notes import InputNote
+    from SpineSegLib.core.progress import Cancelled
 
     events = Events(sys.stdout)
     sys.stdout = sys.stderr
@@ -284,6 +285,8 @@ def events_on_stdout():
 
             warnings.showwarning = show
             yield events
+    except Cancelled:          # the parent asked for it: no error to report
+        raise
     except SpineSegError as exc:
         events(ErrorEvent(str(exc)))
         raise

@@ -339,14 +339,7 @@ class AnnotationLogic:
 
     def finetune(self, model, output, timeout: Optional[float] = None, **options):
         """Fine-tune and wait (scripts): the :class:`~SpineSegLib.slicer.annotation_finetune.FinetuneOutcome`."""
-        task = self.start_finetune(model, output, **options)
-        try:
-            task.wait(timeout)
-        except BaseException:
-            task.cancel()
-            raise
-        task.raise_for_state()
-        return task.result
+        return self.start_finetune(model, output, **options).result_when_done(timeout)
 
 
 def vertebra_names() -> list[str]:

@@ -200,14 +200,7 @@ class IISLogic:
                 **options) -> IISOutputs:
         """Run and wait (scripts, the console): returns :class:`IISOutputs`; raises the child's error as
         :class:`~SpineSegLib.slicer.process.BackgroundError`."""
-        task = self.start(volume_node, model_path, device, **options)
-        try:
-            task.wait(timeout)
-        except BaseException:
-            task.cancel()
-            raise
-        task.raise_for_state()
-        return task.result
+        return self.start(volume_node, model_path, device, **options).result_when_done(timeout)
 
     # -- importing and evaluating (iis_results) ------------------------------------------------------------
     def import_result(self, volume_node, image: Image, labels: Image, records: list[dict], modality: str,

@@ -404,6 +404,17 @@ class BackgroundProcess:
         for path in self.cleanup_paths:
             shutil.rmtree(path, ignore_errors=True)
 
+    def result_when_done(self, timeout: Optional[float] = None):
+        """Wait for the task (scripts, the console), cancelling it when the wait is interrupted; its ``result``,
+        or the error of :meth:`raise_for_state`."""
+        try:
+            self.wait(timeout)
+        except BaseException:
+            self.cancel()
+            raise
+        self.raise_for_state()
+        return self.result
+
     def raise_for_state(self) -> None:
         """Raise :class:`BackgroundError` (``Cancelled`` for a cancelled task) unless the task is done."""
         if self.state == DONE:
