@@ -50,12 +50,7 @@ class Driver:
 
     def open_panel(self):
         """The module's Widget built as Slicer builds it, shown (``enter``); returns its panel."""
-        slicer = self.slicer
-        parent_widget = slicer.qMRMLWidget()
-        parent_widget.setLayout(sys.modules["qt"].QVBoxLayout())
-        parent_widget.setMRMLScene(slicer.mrmlScene)
-        self.widget = getattr(self.python_module, f"{self.module}Widget")(parent_widget)
-        self.widget.setup()
+        parent_widget, self.widget = slicer_harness.setup_widget(self.python_module, self.module)
         parent_widget.isEntered = True
         self.widget.enter()
         return self.widget.panel

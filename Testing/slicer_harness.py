@@ -180,6 +180,18 @@ def load_module(name: str, path=None):
     return python_module, parent, instance
 
 
+def setup_widget(python_module, name: str):
+    """Build module ``name``'s Widget as Slicer does (a ``qMRMLWidget`` parent with a layout and the scene) and call
+    its ``setup()``; returns the parent and the Widget."""
+    slicer = sys.modules["slicer"]
+    parent_widget = slicer.qMRMLWidget()
+    parent_widget.setLayout(sys.modules["qt"].QVBoxLayout())
+    parent_widget.setMRMLScene(slicer.mrmlScene)
+    widget = getattr(python_module, f"{name}Widget")(parent_widget)
+    widget.setup()
+    return parent_widget, widget
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The check: parameters written and read back, widget setup
 # ---------------------------------------------------------------------------------------------------------------
@@ -301,11 +313,7 @@ def check_module(name: str, path=None) -> dict:
         report["reached"].append("parameters written and read back")
 
         stage = "Widget.setup"
-        parent_widget = slicer.qMRMLWidget()
-        parent_widget.setLayout(sys.modules["qt"].QVBoxLayout())
-        parent_widget.setMRMLScene(slicer.mrmlScene)
-        widget = getattr(python_module, f"{name}Widget")(parent_widget)
-        widget.setup()
+        parent_widget, widget = setup_widget(python_module, name)
         setattr(slicer.modules, f"{name}Widget", widget)
         report["reached"].append("Widget.setup")
 

@@ -582,7 +582,8 @@ def test_case_names_from_files_folders_and_label_files(tmp_path):
 
 
 def test_conform_label_checks_grid_and_values(myo_crops):
-    from SpineSegLib.annotation.conformance import conform_label, image_grid, label_ids
+    from SpineSegLib.annotation.conformance import conform_label, image_grid
+    from SpineSegLib.evaluation.label_maps import label_ids
 
     path = myo_crops / "01_img.nii.gz"
     grid = image_grid(path)

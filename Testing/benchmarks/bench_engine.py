@@ -19,31 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
-import time
 from pathlib import Path
+
+from bench_slicer_logic import Timer  # the same timing (a sibling script: this folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("SPINESEG_DATA", REPO.parent / "shared" / "data"))
-
-
-def cpu() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-class Timer:
-    def __init__(self, name):
-        self.name = name
-
-    def __enter__(self):
-        self.wall, self.cpu = time.perf_counter(), cpu()
-        return self
-
-    def __exit__(self, *exc):
-        print(f"{self.name:<48} wall {time.perf_counter() - self.wall:7.2f} s   cpu {cpu() - self.cpu:7.2f} s",
-              flush=True)
 
 
 def main(argv=None) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 from SpineSegLib.core.errors import InputError
 from SpineSegLib.core.image import Image
 from SpineSegLib.core.orientation import to_canonical
-from SpineSegLib.annotation.conformance import label_ids
+from SpineSegLib.evaluation.label_maps import label_ids
 
 
 def convert_labels(label: Image, convention: str) -> tuple[Image, list]:

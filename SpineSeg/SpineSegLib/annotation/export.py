@@ -59,7 +59,7 @@ from SpineSegLib.core.errors import InputError
 from SpineSegLib.core.files import check_force, replaced_atomically, write_text_atomic
 from SpineSegLib.core.image import Image, read_image, write_image
 from SpineSegLib.core.labels import VERTEBRAE, name_of
-from SpineSegLib.annotation.conformance import label_ids
+from SpineSegLib.evaluation.label_maps import label_ids
 from SpineSegLib.annotation.manifest import now_iso, write_json_atomic
 from SpineSegLib.annotation.relabel import label_centroids
 from SpineSegLib.annotation.store import AnnotationDataset

@@ -26,7 +26,7 @@ import numpy as np
 from SpineSegLib.core.errors import InputError
 from SpineSegLib.core.image import Image
 from SpineSegLib.core.labels import VERTEBRAE, by_name, name_of, next_label
-from SpineSegLib.annotation.conformance import label_ids
+from SpineSegLib.evaluation.label_maps import label_ids
 
 SACRUM = 26
 DISC_OFFSET, ENDPLATE_OFFSET = 100, 200

@@ -30,7 +30,8 @@ from SpineSegLib.core.errors import InputError
 from SpineSegLib.core.files import sha256_of
 from SpineSegLib.core.image import Image, read_image
 from SpineSegLib.core.splits import SPLITS
-from SpineSegLib.annotation.conformance import conform_label, exactly_on_grid, image_grid, label_ids
+from SpineSegLib.annotation.conformance import conform_label, exactly_on_grid, image_grid
+from SpineSegLib.evaluation.label_maps import label_ids
 from SpineSegLib.annotation.consistency import Problem, check_dataset
 from SpineSegLib.annotation.conventions import convert_labels
 from SpineSegLib.annotation.folder import DatasetFolder

@@ -123,10 +123,11 @@ class SliceParabola:
     def from_fit(cls, fit, frame: CropFrame) -> "SliceParabola":
         """A :class:`~SpineSegLib.classical.parabola.ParabolaFit` (found on ``frame``'s crop) in LPS."""
         k = fit.slice_index
+        centre = frame.lps(k, [fit.centre[0]], [fit.centre[1]])[0]
         return cls(
             slice_index=int(k),
-            z_mm=float(frame.lps(k, [fit.centre[0]], [fit.centre[1]])[0, 2]),
-            centre=frame.lps(k, [fit.centre[0]], [fit.centre[1]])[0],
+            z_mm=float(centre[2]),
+            centre=centre,
             halfwidth_mm=fit.halfwidth_mm, height_mm=fit.height_mm, edge_score=fit.score,
             parabola=frame.lps(k, fit.parabola[:, 0], fit.parabola[:, 1]),
             dp_points=frame.lps(k, fit.points[:, 0], fit.points[:, 1]),

@@ -24,7 +24,7 @@ import sys
 
 from SpineSegLib import __version__
 from SpineSegLib.core.errors import SpineSegError
-from SpineSegLib.core.files import describe_os_error
+from SpineSegLib.core.files import describe_os_error, write_failure
 from SpineSegLib.core.notes import notes_on_stderr
 
 #: OSErrors reported as one line wherever they come from: a full or read-only disk, a quota
@@ -68,8 +68,8 @@ def main(argv=None) -> int:
     except OSError as exc:
         if exc.errno not in DISK_ERRNOS:
             raise
-        where = f"cannot write {exc.filename}: " if exc.filename else ""
-        print(f"spineseg: error: {where}{describe_os_error(exc)}", file=sys.stderr)
+        message = write_failure(exc.filename, exc) if exc.filename else describe_os_error(exc)
+        print(f"spineseg: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         print("spineseg: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)

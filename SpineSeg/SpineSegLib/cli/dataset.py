@@ -58,8 +58,7 @@ def _add_image_arguments(q) -> None:
     q.add_argument("--images", nargs="+", required=True, metavar="PATH_OR_GLOB",
                    help="image files, DICOM folders or quoted glob patterns; one case each")
     q.add_argument("--labels", nargs="+", metavar="PATH_OR_GLOB",
-                   help="existing label maps, matched to images by name (07_img.nii.gz <-> 07_vb.nii.gz)"
-                  )
+                   help="existing label maps, matched to images by name (07_img.nii.gz <-> 07_vb.nii.gz)")
     q.add_argument("--label-convention", default="verse", metavar="CONV",
                    help="what the imported label values mean: verse (default), top-down:L1, bottom-up:L5, "
                         "by-position:L5, spider:L5 ... (mapped onto VerSe ids)")
@@ -72,8 +71,7 @@ def _add_mode_arguments(q) -> None:
     mode.add_argument("--copy", dest="mode", action="store_const", const="copy",
                       help="copy the images (default)")
     mode.add_argument("--link", dest="mode", action="store_const", const="link",
-                      help="link to the images instead of copying them (DICOM is converted anyway)"
-                     )
+                      help="link to the images instead of copying them (DICOM is converted anyway)")
 
 
 def _add_events_argument(q) -> None:

@@ -15,7 +15,6 @@ Examples::
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -72,7 +71,7 @@ def run(args):
 
 
 def run_iis(request, events, progress, work: Path):
-    from SpineSegLib.core.events import FINISH, ResultEvent, VertebraRecord
+    from SpineSegLib.core.events import FINISH, NEXT, ResultEvent, VertebraRecord
     from SpineSegLib.core.image import read_image, write_image
     from SpineSegLib.core.progress import Cancelled
     from SpineSegLib.iis.infer.run import IISRun
@@ -90,7 +89,7 @@ def run_iis(request, events, progress, work: Path):
             command = read_command(sys.stdin)
             if command == FINISH:
                 halting = False
-            elif command != "next":
+            elif command != NEXT:
                 raise Cancelled("cancelled by the user")
     result = iis.finish()
     path = write_image(result.labels, work / "vertebrae.nii", force=True, compress=False)
@@ -170,16 +169,7 @@ def run_classical(request, events, progress, work: Path):
 
 def classical_geometry(result) -> dict:
     """What the Slicer side shows of a ClassicalResult, at full precision (non-finite numbers as None)."""
-    def plain(value):
-        if hasattr(value, "tolist"):
-            value = value.tolist()
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        return value
+    from SpineSegLib.evaluation.reports import plain
 
     return plain({
         "contrast": bool(result.contrast), "aorta_median_hu": float(result.aorta_median_hu),

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
@@ -267,23 +266,13 @@ def events_on_stdout():
     stderr (human output), an input note becomes a :class:`NoteEvent`, and an exception is also sent as an
     :class:`ErrorEvent` (the one-line message of a :class:`SpineSegError`) before it goes on to the CLI, which
     prints it on stderr and sets the exit status."""
-    from SpineSegLib.core.notes import InputNote
+    from SpineSegLib.core.notes import notes_to
     from SpineSegLib.core.progress import Cancelled
 
     events = Events(sys.stdout)
     sys.stdout = sys.stderr
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", InputNote)
-            shown = warnings.showwarning
-
-            def show(message, category, *rest, **kw):
-                if issubclass(category, InputNote):
-                    events(NoteEvent(" ".join(str(message).split())))
-                else:
-                    shown(message, category, *rest, **kw)
-
-            warnings.showwarning = show
+        with notes_to(lambda text: events(NoteEvent(text))):
             yield events
     except Cancelled:          # the parent asked for it: no error to report
         raise

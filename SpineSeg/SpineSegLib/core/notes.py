@@ -54,14 +54,14 @@ def collect_notes():
 
 
 @contextmanager
-def notes_on_stderr(stream=None):
-    """Inside the block, print every note at once as one line ``spineseg: note: MESSAGE`` on ``stream``
-    (stderr); other warnings are shown as Python shows them."""
+def notes_to(tell):
+    """Inside the block, pass every note at once to ``tell`` as one line of text (its whitespace collapsed);
+    other warnings are shown as Python shows them."""
     previous = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, InputNote):
-            print(CLI_PREFIX + " ".join(str(message).split()), file=stream or sys.stderr, flush=True)
+            tell(" ".join(str(message).split()))
         else:
             previous(message, category, filename, lineno, file, line)
 
@@ -69,3 +69,9 @@ def notes_on_stderr(stream=None):
         warnings.simplefilter("always", InputNote)
         warnings.showwarning = show
         yield
+
+
+def notes_on_stderr(stream=None):
+    """Inside the block, print every note at once as one line ``spineseg: note: MESSAGE`` on ``stream``
+    (stderr); other warnings are shown as Python shows them (:func:`notes_to`)."""
+    return notes_to(lambda text: print(CLI_PREFIX + text, file=stream or sys.stderr, flush=True))

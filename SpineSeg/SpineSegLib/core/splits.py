@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
-
 from SpineSegLib.core.errors import InputError
 
 SPLITS = ("train", "validation", "test")
@@ -58,6 +56,8 @@ def split_names(names: list[str], fractions, seed: int = 0) -> dict[str, str]:
             n_val -= 1
         else:
             break
+    import numpy as np     # here, not at the top: the command line's parser imports SPLITS and must start fast
+
     order = np.random.default_rng(seed).permutation(n)
     split = {}
     for rank, idx in enumerate(order):

@@ -30,23 +30,17 @@ def _value(value):
 
 
 def _typed(cls, record: dict):
-    return cls(**{f.name: _value(record[f.name]) for f in fields(cls)})
+    entry = cls(**{f.name: _value(record[f.name]) for f in fields(cls)})
+    entry.slice_index = int(entry.slice_index)
+    return entry
 
 
 def classical_result(mask: Image, geometry: dict) -> ClassicalResult:
     """A :class:`~SpineSegLib.classical.result.ClassicalResult` of the mask and the event's geometry (no bone or
     aorta mask: the Slicer side does not show them)."""
     g = geometry
-    slices = []
-    for record in g["slices"]:
-        entry = _typed(BoundingLines, record)
-        entry.slice_index = int(entry.slice_index)
-        slices.append(entry)
-    parabolas = []
-    for record in g["parabolas"]:
-        entry = _typed(SliceParabola, record)
-        entry.slice_index = int(entry.slice_index)
-        parabolas.append(entry)
+    slices = [_typed(BoundingLines, record) for record in g["slices"]]
+    parabolas = [_typed(SliceParabola, record) for record in g["parabolas"]]
     points = lambda key: np.asarray(g[key], dtype=float).reshape(-1, 3)   # noqa: E731
     return ClassicalResult(
         mask=mask, bone_mask=None, aorta_mask=None, contrast=bool(g["contrast"]),

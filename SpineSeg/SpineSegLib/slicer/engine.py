@@ -37,8 +37,7 @@ from typing import Callable, Optional
 from SpineSegLib.core.events import NoteEvent, ResultEvent, StepEvent
 from SpineSegLib.core.image import Image, write_image
 from SpineSegLib.slicer import process
-from SpineSegLib.slicer.process import (CANCELLED, DONE, FAILED, FINISHED, IDLE, IMPORTING, RUNNING,  # noqa: F401
-                                        BackgroundError, BackgroundProcess)
+from SpineSegLib.slicer.process import RUNNING, BackgroundProcess
 
 
 def write_input(image: Image, work: Path) -> Path:
@@ -125,4 +124,4 @@ class EngineTask(BackgroundProcess):
             pass
 
 
-__all__ = ["EngineTask", "write_input", "IMPORTING"]
+__all__ = ["EngineTask", "write_input"]

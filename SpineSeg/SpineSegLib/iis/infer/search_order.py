@@ -117,8 +117,8 @@ class SearchOrder:
     def after(self, centre_voxel: tuple) -> Iterator[tuple]:
         """Sliding onward from the vertebra centred at ``centre_voxel`` (see the module docstring)."""
         zc = centre_voxel[0]
-        n, p, s = self.shape[0], self.patch_size[0], self.step[0]
-        first, last = (p // 2, n - p + p // 2) if n > p else (n // 2, n // 2)
+        s = self.step[0]
+        first, last = self.clamp_centre(0, 0), self.clamp_centre(self.shape[0], 0)
         levels = []
         k = 1
         while True:
