@@ -9,7 +9,7 @@ import pytest
 from conftest import data_path
 from SpineSegLib.core.image import read_image
 from SpineSegLib.iis.model.config import IISConfig
-from SpineSegLib.iis.infer.labelling import REGULAR_CHAIN, T13_CHAIN, chain_probabilities, fit_label_sequence
+from SpineSegLib.core.label_sequence import REGULAR_CHAIN, T13_CHAIN, chain_probabilities, fit_label_sequence
 from SpineSegLib.iis.infer.oracle import LabelMapOracle
 from SpineSegLib.iis.infer.preprocess import to_model_grid
 from SpineSegLib.iis.infer.traversal import IISTraversal

@@ -5,7 +5,7 @@ What the paper fixes: CT vertebrae are refined by "removing voxels below 200 HU 
 probabilities are interpolated linearly from the model grid onto the input grid and thresholded at
 0.5, in traversal order, and a voxel belongs to the first vertebra that claims it
 (:func:`assemble_output`); the traversal indices then become VerSe ids through the fitted label
-sequence (:func:`compose_labels`; ``labelling.py``).
+sequence (:func:`compose_labels`; ``core/label_sequence.py``).
 
 SPIDER variant (vertebra + disc + canal network): discs get ``100 + id`` of the vertebra just
 above them (the VerSe / TPTBox convention, e.g. 124 = the L5/S1 disc; SPIDER's own files number
@@ -35,7 +35,7 @@ from SpineSegLib.core.files import check_force, replaced_atomically
 from SpineSegLib.core.image import Image
 from SpineSegLib.core.labels import VERTEBRAE, name_of
 from SpineSegLib.core.resample import resample_to_grid
-from SpineSegLib.iis.infer.labelling import LabelFit
+from SpineSegLib.core.label_sequence import LabelFit
 from SpineSegLib.iis.infer.patches import bbox_slices
 from SpineSegLib.iis.infer.preprocess import ModelGrid
 from SpineSegLib.iis.infer.traversal_records import TraversalResult

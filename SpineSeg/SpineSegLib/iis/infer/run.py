@@ -4,7 +4,7 @@
 network's ``predict`` (``predictor.py``), brings the scan onto the model grid (``preprocess.py``),
 runs the traversal (``traversal.py``), maps every accepted vertebra back onto the INPUT's grid and
 refines CT vertebrae (``assembly.py``), and names the vertebrae with the maximum-likelihood label
-sequence (``labelling.py``). Output ids are those of ``SpineSegLib.core.labels`` (VerSe ids; the
+sequence (``core/label_sequence.py``). Output ids are those of ``SpineSegLib.core.labels`` (VerSe ids; the
 SPIDER variant adds discs and the spinal canal, see ``assembly.py``). :class:`IISRun` is the same
 pipeline in pieces, steppable one network pass at a time.
 
@@ -40,7 +40,7 @@ from SpineSegLib.core.notes import note
 from SpineSegLib.core.progress import Cancelled, Progress
 from SpineSegLib.iis.infer.assembly import IISResult, assemble_output, compose_labels, instance_records
 from SpineSegLib.iis.infer.checks import centerline_start_point, check_ct_encoding, check_extent, guess_modality
-from SpineSegLib.iis.infer.labelling import fit_label_sequence
+from SpineSegLib.core.label_sequence import fit_label_sequence
 from SpineSegLib.iis.infer.preprocess import to_model_grid
 from SpineSegLib.iis.infer.traversal import IISTraversal
 from SpineSegLib.iis.infer.traversal_options import TraversalOptions

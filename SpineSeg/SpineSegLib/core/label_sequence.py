@@ -34,7 +34,7 @@ usually L5, is 1"). ``LabelFit.anchored`` says so.
 
 Console use::
 
-    from SpineSegLib.iis.infer.labelling import fit_label_sequence
+    from SpineSegLib.core.label_sequence import fit_label_sequence
     fit = fit_label_sequence([24.1, 22.8, 22.1, 20.9], complete=[True, True, True, False], direction="up")
     fit.ids, fit.names, round(fit.score, 2)      # [24, 23, 22, 21], ['L5', 'L4', 'L3', 'L2'], 0.9
 """
