@@ -32,7 +32,9 @@ dynamic-programming refinement of the vertebral bodies' anterior contour.
 <br><br>Choose a CT volume and click <b>Apply</b>. The result is a segmentation ("Spine"), the centerline, and
 the bounding lines, parabola and DP points of the axial slice shown in the red view (or the layout's first slice
 view; they follow it as you scroll). With a reference segmentation or label map, IoU, Dice, HD95 and ASSD are
-computed. Try it on Sample Data &gt; SpineSeg.
+computed. With <b>Vertebrae</b> checked, the spine is also cut into vertebrae at the discs and named from the ribs
+and the sacrum: one named segment per vertebra and a per-vertebra table (uncertain names are said so in the status
+line). Try it on Sample Data &gt; SpineSeg.
 <br><br>From the Python console:<pre>
 logic = slicer.util.getModuleLogic("SpineSeg")
 out = logic.run(getNode("CTChest"))
@@ -69,6 +71,7 @@ class SpineSegParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     referenceNode: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, None]   # optional: None when not chosen
     showSliceMarkups: bool = True
+    vertebrae: bool = False         # also one named segment per vertebra (classical.vertebrae.label_vertebrae)
     # masks
     bone_threshold_hu: Annotated[float, WithinRange(50.0, 1000.0), Default(generator=classicalDefault("bone_threshold_hu"))]
     body_threshold_hu: Annotated[float, WithinRange(-900.0, 0.0), Default(generator=classicalDefault("body_threshold_hu"))]
@@ -150,10 +153,11 @@ class SpineSegLogic(ScriptedLoadableModuleLogic):
             self._impl = ClassicalLogic(slicer.mrmlScene)
         return self._impl
 
-    def run(self, inputVolume, parameters=None, progress=None, referenceNode=None):
+    def run(self, inputVolume, parameters=None, progress=None, referenceNode=None, vertebrae=False):
         """Segment the spine of ``inputVolume`` (``parameters``: None, a dict, a ClassicalParams or the parameter
-        node); returns ``ClassicalOutputs`` (segmentation, centerline, ...)."""
-        return self.impl.run(inputVolume, parameters, progress=progress, reference_node=referenceNode)
+        node; ``vertebrae``: also one named segment per vertebra); returns ``ClassicalOutputs``."""
+        return self.impl.run(inputVolume, parameters, progress=progress, reference_node=referenceNode,
+                             vertebrae=vertebrae)
 
     def __getattr__(self, name):
         if name.startswith("_"):

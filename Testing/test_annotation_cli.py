@@ -171,3 +171,66 @@ def test_progress_lines_name_each_step_once(tmp_path, capsys):
         progress.step("case 10 (1/2): traversal", fraction)
     progress.step("done", 1.0)
     assert capsys.readouterr().err.splitlines() == ["[ 10%] case 10 (1/2): traversal", "[100%] done"]
+
+
+# -- predict --method classical: model-free vertebrae of CT cases ------------------------------------------------
+SAMPLE = REPO / "SpineSeg" / "SpineSegLib" / "resources" / "samples" / "LIDC-IDRI-0001-2.5mm"
+SAMPLE_CASE = "LIDC-IDRI-0001-2.5mm"          # the case name of SAMPLE/image.nii.gz (its folder's name)
+
+
+@pytest.fixture
+def ct_ds(tmp_path, capsys):
+    """A dataset of one real CT (the bundled 2.5 mm LIDC-IDRI-0001), not yet predicted."""
+    code, out, err = run(capsys, "dataset", "init", tmp_path / "ct", "--images", SAMPLE / "image.nii.gz",
+                         "--modality", "ct", "--split", "1,0,0")
+    assert code == 0 and "1 case(s) (ct)" in out, (out, err)
+    return tmp_path / "ct"
+
+
+def test_predict_classical_records_the_method_and_follows_the_re_prediction_rules(ct_ds, tmp_path, capsys):
+    from SpineSegLib.annotation.predict import classical_info
+    from SpineSegLib.classical.params import ClassicalParams
+
+    code, out, err = run(capsys, "dataset", "predict", ct_ds, "--method", "classical")
+    assert code == 0, err
+    assert f"{SAMPLE_CASE}: version 1 (new)" in out and "predicted 1 case(s) with classical" in out
+    case = open_dataset(ct_ds).case(SAMPLE_CASE)
+    version = case.current_version
+    assert case.status == "predicted" and version["model"] == classical_info()
+    assert version["model"]["method"] == "classical" and version["model"]["params"] == ClassicalParams().to_dict()
+    labels = open_dataset(ct_ds).load_case(SAMPLE_CASE).labels
+    ids = sorted(int(v) for v in np.unique(labels.array) if v)
+    assert ids == sorted(i["id"] for i in version["instances"]) and len(ids) >= 8
+    assert all(i["evidence"] and i["name"] for i in version["instances"])
+    assert version["settings"]["method"] == "classical" and "naming_note" in version["settings"]
+    # the same method and parameters: nothing to do; other parameters are "another model"; --all repeats
+    code, out, _ = run(capsys, "dataset", "predict", ct_ds, "--method", "classical")
+    assert code == 0 and "predicted 0 case(s)" in out and "skipped 1" in out
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"bone_threshold_hu": 170.0}))
+    code, out, err = run(capsys, "dataset", "predict", ct_ds, "--method", "classical", "--params", params)
+    assert code == 0 and "version 2 (predicted by another model (classical" in out, (out, err)
+    assert open_dataset(ct_ds).case(SAMPLE_CASE).current_version["model"]["params"]["bone_threshold_hu"] == 170.0
+    code, out, _ = run(capsys, "dataset", "predict", ct_ds, "--method", "classical", "--params", params, "--all")
+    assert code == 0 and "version 3 (again (--all))" in out
+    code, out, _ = run(capsys, "dataset", "status", ct_ds)
+    assert f"classical {classical_info({'bone_threshold_hu': 170.0})['sha256'][:8]}" in out
+
+
+def test_predict_classical_refuses_mr_cases_by_name_and_bad_options(ds_dir, ct_ds, tmp_path, capsys):
+    before = snapshot(ds_dir)
+    code, out, err = run(capsys, "dataset", "predict", ds_dir, "--method", "classical")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "cases 12, 13, 14: MR images; the classical method segments CT only" in err    # the 3 new cases, by name
+    code, out, err = run(capsys, "dataset", "predict", ds_dir, "--method", "classical", "--cases", "13")
+    assert code == 2 and "case 13: MR image;" in err
+    assert snapshot(ds_dir) == before
+    (tmp_path / "p.json").write_text("{}")
+    for argv, message in [
+        (("--method", "classical", "--model", tmp_path / "m.pt"), "uses no model"),
+        ((), "no model given"),
+        (("--model", tmp_path / "m.pt", "--params", tmp_path / "p.json"), "--params sets the classical method"),
+        (("--method", "classical", "--params", tmp_path / "missing.json"), "missing.json: not a readable JSON"),
+    ]:
+        code, out, err = run(capsys, "dataset", "predict", ct_ds, *argv)
+        assert code == 2 and message in err and err.count("\n") == 1, (argv, err)

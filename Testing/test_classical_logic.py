@@ -282,3 +282,75 @@ def test_a_failure_while_adding_results_removes_what_was_added(sample):
     sh.GetItemChildren(sh.GetSceneItemID(), ids, True)
     children = [sh.GetItemName(ids.GetId(i)) for i in range(ids.GetNumberOfIds())]
     assert "a folder" not in children and "first" not in children
+
+
+# -- vertebrae=True: one named segment per vertebra (classical.vertebrae.label_vertebrae in the engine child) ------
+@pytest.fixture(scope="module")
+def vertebrae_run(sample):
+    """The logic with vertebrae=True on the bundled sample through the real engine child, and the backend directly."""
+    from SpineSegLib.classical.vertebrae import label_vertebrae
+
+    scene = new_scene()
+    volume = image_to_volume(scene, sample, "CT")
+    logic = ClassicalLogic(scene)
+    before = scene.GetNumberOfNodes()
+    out = logic.run(volume, vertebrae=True)
+    return scene, volume, out, label_vertebrae(sample, ClassicalParams()), before
+
+
+def test_vertebrae_become_named_coded_segments_and_a_report_table(vertebrae_run, sample):
+    from SpineSegLib.core.labels import name_of
+    from SpineSegLib.slicer.colours import terminology_entry
+    from SpineSegLib.slicer.segmentations import TAG_COMPLETENESS, segment_labels, segment_tag
+
+    scene, volume, out, direct, before = vertebrae_run
+    expected = [(v.label, v.name, v.complete) for v in direct.vertebrae]
+    assert [(r.label, r.name, r.complete) for r in out.vertebrae] == expected and len(expected) >= 8
+    assert [r.evidence for r in out.vertebrae] == [list(v.evidence) for v in direct.vertebrae]
+    assert out.naming.certain == direct.names_certain and out.naming.note == direct.naming_note
+    seg = out.vertebrae_segmentation
+    ids = segmentation_to_image(seg, volume)
+    assert ids.same_grid(sample) and np.array_equal(ids.array, direct.labels.array)    # voxel for voxel
+    assert np.array_equal(segmentation_to_image(out.segmentation, volume).array > 0, direct.spine.mask.array > 0)
+    by_label = {label: seg.GetSegmentation().GetSegment(sid) for sid, label in segment_labels(seg).items()}
+    assert sorted(by_label) == sorted(label for label, _, _ in expected)
+    for label, name, complete in expected:
+        segment = by_label[label]
+        assert segment.GetName() == name == name_of(label)
+        assert segment.GetTerminology() == terminology_entry(label)
+        assert segment_tag(segment, TAG_COMPLETENESS) == ("complete" if complete else "incomplete")
+        assert segment_tag(segment, "SpineSeg.Evidence")
+    rows = table_rows(out.vertebrae_table)
+    assert [r["Vertebra"] for r in rows] == [name for _, name, _ in expected]
+    assert all(r["Volume (ml)"] > 1.0 for r in rows)
+    assert out.vertebrae_table.GetAttribute("SpineSeg.names_certain") == str(direct.names_certain).lower()
+    assert out.vertebrae_table.GetAttribute("SpineSeg.naming_note") == direct.naming_note
+    assert all(n.GetScene() is scene for n in out.nodes) and out.vertebrae_table in out.nodes
+
+
+def test_a_cancelled_vertebrae_run_adds_nothing(sample):
+    scene = new_scene()
+    volume = image_to_volume(scene, sample, "CT")
+    progress = Progress()
+    progress.callback = lambda name, fraction: name == "parabola fit" and progress.cancel()
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(Cancelled):
+        ClassicalLogic(scene).run(volume, progress=progress, vertebrae=True)
+    assert scene.GetNumberOfNodes() == before
+
+
+def test_uncertain_names_reach_the_scene(sample):
+    """The upper half of the sample (only the first rib in view): the names are uncertain, and the outputs say so."""
+    from SpineSegLib.core.orientation import to_canonical
+    from SpineSegLib.slicer.segmentations import segment_tag
+
+    can = to_canonical(sample).image
+    half = can.array.shape[0] // 2
+    upper = Image(can.array[half:].copy(), can.spacing, tuple(can.index_to_lps([0, 0, half])), can.direction)
+    scene = new_scene()
+    out = ClassicalLogic(scene).run(image_to_volume(scene, upper, "upper"), vertebrae=True)
+    assert out.naming.certain is False and out.naming.note
+    assert out.vertebrae_table.GetAttribute("SpineSeg.names_certain") == "false"
+    segmentation = out.vertebrae_segmentation.GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == len(out.vertebrae) >= 3
+    assert segment_tag(segmentation.GetNthSegment(0), "SpineSeg.NamesCertain") == "false"

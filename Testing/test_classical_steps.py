@@ -19,7 +19,8 @@ from scipy import ndimage
 from conftest import data_path
 from SpineSegLib.classical import pipeline
 from SpineSegLib.classical.body import body_mask
-from SpineSegLib.classical.bounding_lines import has_canal
+from SpineSegLib.classical.aorta import _continuous_blood
+from SpineSegLib.classical.bounding_lines import bounding_lines, has_canal
 from SpineSegLib.classical.centerline import fit_centerline, localization_map
 from SpineSegLib.classical.geometry import LINE_NAMES, BoundingLines, CropFrame
 from SpineSegLib.classical.morphology import SLICE_CONNECTIVITY_8
@@ -30,6 +31,7 @@ from SpineSegLib.classical.result import ClassicalResult
 from SpineSegLib.core.errors import OutputExistsError
 from SpineSegLib.core.image import Image, read_image
 from SpineSegLib.core.orientation import to_canonical
+from SpineSegLib.core.resample import resample_to_grid
 from SpineSegLib.core.progress import Progress
 from SpineSegLib.evaluation.metrics import dice
 
@@ -78,7 +80,7 @@ def steps() -> Steps:
     centres = location.centres - np.array([roi[1].start, roi[2].start])
     rough, h3 = pipeline.rough_mask(location.bone_seg[roi], location.bone_loc[roi], centres, location.use, params,
                                     spacing, progress)
-    lines, cut = pipeline.cut_to_lines(rough, h3, centres, location.use, params, spacing[1:], progress)
+    lines, cut = pipeline.cut_to_lines(rough, h3, centres, location.use, params, spacing, progress)
     fits, final = pipeline.refine_and_fill(cut, crop.hu[roi], lines, params, spacing[1:], progress)
     refined = refine_with_points(cut, fits, params, spacing[1:], params.parabola_cut_anterior)
     return Steps(image, spacing, params, vertebrae, aorta_ref, crop, location, roi, centres, rough, h3, lines, cut,
@@ -161,6 +163,25 @@ def test_aorta_is_found_and_removed_from_the_bone(steps):
     assert ys.mean() < loc.centres[12, 0] and xs.mean() > loc.centres[12, 1] - 20 / steps.spacing[2]
 
 
+def test_a_column_of_vertebral_bodies_is_not_an_aorta():
+    """A plain CT's cancellous bone is round, homogeneous and as bright as contrast blood: a chain of circles
+    through the vertebral bodies must break at the discs, so it never reaches the aorta's minimum length
+    (reported: a 5 mm plain abdominal CT had "contrast: yes, descending aorta over 40 mm, median 255 HU")."""
+    folder = data_path("ct", "totalseg-example-3mm")
+    image = read_image(folder / "image.nii.gz")
+    can = to_canonical(image).image
+    labels = to_canonical(resample_to_grid(read_image(folder / "bodies-discs.nii.gz"), image, label=True)).image.array
+    column = labels > 0                                   # bodies (1) and discs (2), L1-S1 and T11-T12
+    ks = np.flatnonzero(column.any(axis=(1, 2)))
+    cy = np.array([np.nonzero(column[k])[0].mean() for k in ks])
+    cx = np.array([np.nonzero(column[k])[1].mean() for k in ks])
+    keep = _continuous_blood(can.array.astype(np.float32), ks, cy, cx, np.full(len(ks), 12.0),
+                             (can.spacing[1], can.spacing[0]), ClassicalParams())
+    assert np.ptp(ks) * can.spacing[2] > 150                   # the chain offered spans the lumbar spine ...
+    length = np.ptp(ks[keep]) * can.spacing[2] if keep.any() else 0.0
+    assert length < ClassicalParams().aorta_min_length_mm       # ... what is left is shorter than one vertebra
+
+
 # -- reconstruction and spinous-process recovery (section 3.2) -------------------------------------------
 def test_reconstruction_keeps_the_bone_pieces_the_seed_touches(steps):
     bone = steps.location.bone_seg[steps.roi]
@@ -211,6 +232,31 @@ def test_bounding_lines_are_ordered_and_bound_the_cut(steps):
     assert np.median(off_mm) <= 3.0 and off_mm.max() <= 10.0
     canal = [has_canal(cut[k], lines.h1[k], lines.h3[k], lines.v3[k], steps.spacing[1:]) for k in ks]
     assert np.mean(canal) >= 0.8
+
+
+def test_a_block_joined_in_front_of_the_body_is_cut_back_to_the_neighbours_depth(steps):
+    """Reported failure: a contrast-filled heart joined to the vertebrae over ~40 mm of height made a
+    rectangular block in front of the bodies. A block joined to the mask in front of the body on 6 slices
+    (15 mm) is cut back to the depth of the slices around it."""
+    rough, lines = steps.rough.copy(), steps.lines
+    hit = np.arange(9, 15)
+    for k in hit:
+        h1, v3 = int(lines.h1[k]), int(round(lines.v3[k]))
+        rough[k, max(h1 - int(30 / steps.spacing[1]), 0):h1 + 1, v3 - 15:v3 + 16] = True     # 30 mm deep
+    new, cut = bounding_lines(rough, steps.h3, steps.centres, steps.location.use, steps.params,
+                              steps.spacing[1:], steps.spacing[0])
+    plain, _ = bounding_lines(rough, steps.h3, steps.centres, steps.location.use, steps.params, steps.spacing[1:])
+    assert (lines.h1[hit] - plain.h1[hit]).min() * steps.spacing[1] >= 25          # without the check: the block
+    # with it: no farther in front of the centre than the other slices' median depth plus the 6 mm margin
+    # (+2 mm: each block slice's window also holds the other block slices, which raise its median a little)
+    others = np.setdiff1d(np.flatnonzero(lines.valid), hit)
+    depth = np.median(steps.centres[others, 0] - lines.h1[others]) * steps.spacing[1]
+    assert ((steps.centres[hit, 0] - new.h1[hit]) * steps.spacing[1]).max() <= depth + 6.0 + 2.0
+    ref = steps.on_roi(steps.vertebrae)
+    added = (rough[hit] & ~steps.rough[hit]).sum()
+    # what stays of the block is its part behind that limit (measured 38% of it)
+    assert (cut[hit] & ~ref[hit]).sum() - (steps.cut[hit] & ~ref[hit]).sum() <= 0.45 * added
+    assert np.array_equal(new.h1[others], lines.h1[others])                       # the other slices keep theirs
 
 
 def test_bounding_lines_in_lps_run_between_their_neighbours(steps):

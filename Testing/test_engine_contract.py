@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from conftest import REPO, data_path
 
-from SpineSegLib.core.events import (EngineRequest, ErrorEvent, EventError, NoteEvent, PatchBox, ProgressEvent,
-                                     ReportEvent, ResultEvent, StepEvent, VertebraRecord, parse_event)
+from SpineSegLib.core.errors import SpineSegError
+from SpineSegLib.core.events import (EngineRequest, ErrorEvent, EventError, NamedVertebraRecord, Naming, NoteEvent,
+                                     PatchBox, ProgressEvent, ReportEvent, ResultEvent, StepEvent, VertebraRecord,
+                                     parse_event)
 from SpineSegLib.core.image import read_image
 from SpineSegLib.core.progress import Cancelled, Progress
 from SpineSegLib.slicer import engine
@@ -38,12 +40,19 @@ def test_request_arguments_round_trip_through_the_childs_parser(tmp_path):
     from SpineSegLib.cli import build_parser
 
     for request in (EngineRequest("classical", tmp_path / "in.nii", tmp_path, params={"bone_threshold_hu": 180.0}),
+                    EngineRequest("classical", "in.nii", "w", vertebrae=True),
+                    EngineRequest("classical", "in.nii", "w", vertebrae=True, report=True, show_steps=False),
                     EngineRequest("iis", "in.nii", "w", model="m.pt", device="cpu", keep_incomplete=False,
                                   start_point_lps=(-2.5, 180, -410.125), threads=2, interactive=True,
                                   show_steps=False)):
         assert EngineRequest.from_arguments(build_parser().parse_args(request.to_arguments())) == request
     with pytest.raises(Exception, match="needs a model"):
         EngineRequest("iis", "in.nii", "w")
+    assert "--vertebrae" not in EngineRequest("classical", "in.nii", "w").to_arguments()     # off by default
+    with pytest.raises(SpineSegError, match="only the classical engine labels vertebrae"):
+        EngineRequest("iis", "in.nii", "w", model="m.pt", vertebrae=True)
+    with pytest.raises(SpineSegError, match="a report needs the vertebrae"):
+        EngineRequest("classical", "in.nii", "w", report=True)
 
 
 def test_every_event_survives_one_line():
@@ -53,6 +62,13 @@ def test_every_event_survives_one_line():
               StepEvent(9, "done", "stop", 1.0), ErrorEvent("no vertebra found"),
               ResultEvent("iis", "/w/v.nii", [VertebraRecord(20, "L1", 1, 20.1, 0.98, True, True, 41.5)],
                           info={"modality": "mr"}),
+              ResultEvent("classical", "/w/spine.nii", [NamedVertebraRecord(8, "T1", False, ["rib on both sides"], 5120,
+                                                                            [1.5, -180.25, -60.0])],
+                          geometry={"contrast": True}, info={"timings": {"total": 3.2}},
+                          warnings=["the vertebra names are uncertain: no rib in view"],
+                          vertebrae_path="/w/vertebrae.nii", naming=Naming(False, "no rib in view"),
+                          report_rows=[{"Vertebra": "T1", "Volume (ml)": 21.5, "Genant grade": None}]),
+              ResultEvent("classical", "/w/spine.nii", geometry={"contrast": False}),
               ReportEvent("probe", {"cpu_cores": 2, "per_pass_seconds": {"cpu": 0.5}, "gpus": []}),
               ReportEvent("finetune", {"before": {"dice_mean": None}}, "/w/report.json")]
     for event in events:
@@ -68,6 +84,10 @@ def test_every_event_survives_one_line():
     ('{"kind": "launch"}\n', "no known event"),
     ('{"kind": "step", "index": 1}\n', "incomplete step event"),
     ('{"kind": "result", "task": "iis", "labels_path": "x", "vertebrae": [{"id": 1}]}\n', "incomplete result"),
+    ('{"kind": "result", "task": "classical", "labels_path": "x", "vertebrae": [{"label": 8, "name": "T1"}]}\n',
+     "incomplete result"),
+    ('{"kind": "result", "task": "classical", "labels_path": "x", "naming": {"note": "?"}}\n', "incomplete result"),
+    ('{"kind": "result", "task": "dream", "labels_path": "x"}\n', "incomplete result"),
     ('{"kind": "report", "data": {}}\n', "incomplete report event"),
     ('{"kind": "report", "name": "probe", "data": [1, 2]}\n', "incomplete report event"),
 ])
@@ -122,6 +142,33 @@ def test_the_image_is_written_once_and_the_child_leaves_only_its_result(monkeypa
     assert seen["files"] == ["input.nii", "spine.nii"]
     assert "bounding lines" in seen and task.result.segmentation.GetScene() is scene
     assert not task.work_dir.exists()
+
+
+def test_a_vertebrae_run_sends_typed_records_the_label_map_and_the_report():
+    """Classical Run with vertebrae=True on the bundled sample: the child writes the mask and the label map once
+    each and sends one NamedVertebraRecord per vertebra, the naming and the report rows."""
+    scene = new_scene()
+    volume = image_to_volume(scene, read_image(SAMPLE / "image.nii.gz"), "CT")
+    task = ClassicalLogic(scene).start(volume, vertebrae=True)
+    assert task.request.vertebrae and task.request.report and "--vertebrae" in task.request.to_arguments()
+    seen = {}
+
+    def finish(task, event, original=task.finish):
+        seen["files"] = sorted(p.name for p in task.work_dir.iterdir())
+        seen["labels"] = read_image(event.vertebrae_path)
+        return original(task, event)
+
+    task.finish = finish
+    assert task.wait(120) == "done", task.message
+    event = task.result_event
+    assert seen["files"] == ["input.nii", "spine.nii", "vertebrae.nii"]
+    assert event.vertebrae and all(isinstance(r, NamedVertebraRecord) and r.evidence for r in event.vertebrae)
+    ids = sorted(int(v) for v in np.unique(seen["labels"].array) if v)
+    assert ids == sorted(r.label for r in event.vertebrae)
+    assert isinstance(event.naming, Naming) and event.naming.note
+    assert [row["Vertebra"] for row in event.report_rows] == [r.name for r in event.vertebrae]
+    assert set(event.info["report_columns"]) == set(event.report_rows[0])
+    assert task.result.vertebrae_segmentation.GetScene() is scene and not task.work_dir.exists()
 
 
 # -- Run, Step and Cancel on real scans (slow) ---------------------------------------------------------------------

@@ -10,8 +10,11 @@ lying next to the vertebral bodies, would join the bone mask. It is found as a t
 2. per slice, round and homogeneous blobs: maxima of the in-plane distance transform of that mask
    (the inscribed circle) with a radius in the aorta's range and a low HU spread;
 3. across slices, the longest chain of such circles whose centres move little from slice to slice
-   and whose radii agree (dynamic programming over the slices, small gaps bridged);
-4. contrast counts as present when that chain is long enough; the aorta mask is then, slice by
+   and whose radii agree (dynamic programming over the slices, small gaps bridged), cut to its
+   longest part whose every slice holds blood at the centre (a column of vertebral bodies in a plain
+   CT is broken by the discs, an aorta is not);
+4. contrast counts as present when that chain is long enough (``aorta_min_length_mm``, or most of a
+   shorter scan's extent); the aorta mask is then, slice by
    slice, the blood-range region around the chain's circle.
 
 Arrays are canonical ``[z, y, x]`` (x -> patient left, y -> posterior, z -> superior); positions
@@ -43,6 +46,7 @@ MAX_GAP_MM = 6.0         # slices without a candidate that a chain may bridge (m
 BEHIND_SPINE_MM = 5.0    # the aorta's centre lies at most this far behind the spine centre (mm)
 RIGHT_OF_SPINE_MM = 20.0 # ... and at most this far to the patient's right of it (mm)
 MIN_DISTANCE_MM = 18.0   # ... and at least this far from it (the vertebral body is not the aorta)
+SHORT_SCAN_FRACTION = 0.8  # a scan shorter than the aorta's minimum length needs it over this fraction of its extent
 
 
 @dataclass
@@ -158,8 +162,12 @@ def find_descending_aorta(hu: np.ndarray, body: np.ndarray, spacing_zyx, spine_c
     if len(chain) < 2:
         return empty
     cz, cy_, cx_, cr = z[chain], full_y[chain], full_x[chain], r[chain]
+    keep = _continuous_blood(hu, cz, cy_, cx_, cr, (sy, sx), params)
+    cz, cy_, cx_, cr = cz[keep], cy_[keep], cx_[keep], cr[keep]
+    if len(cz) < 2:
+        return empty
     length = float((cz.max() - cz.min()) * sz)
-    if length < params.aorta_min_length_mm:
+    if length < min(params.aorta_min_length_mm, SHORT_SCAN_FRACTION * (nz - 1) * sz):
         return empty
 
     # fill the slices the chain bridged, then segment each slice around its circle
@@ -174,6 +182,36 @@ def find_descending_aorta(hu: np.ndarray, body: np.ndarray, spacing_zyx, spine_c
         mask_slice(hu[k], body[k], aorta_centres[k], radii[k], (sy, sx), params, out=mask[k])
     median = float(np.median(hu[mask])) if mask.any() else np.nan
     return AortaResult(True, mask, aorta_centres, radii, length, median)
+
+
+def _continuous_blood(hu, cz, cy, cx, cr, spacing_yx, params) -> np.ndarray:
+    """The longest run of chain links along which every slice, bridged ones included, holds blood at the
+    chain's centre (the mean HU of a disk of half the radius in the contrast range): an aorta is one
+    continuous lumen, whereas a column of vertebral bodies is broken by the darker discs (ours; a plain
+    CT's cancellous bone is round, homogeneous and as bright as contrast blood). Returns a bool mask
+    over the links."""
+    sy, sx = spacing_yx
+    zs = np.arange(cz.min(), cz.max() + 1)
+    ys, xs, rs = np.interp(zs, cz, cy), np.interp(zs, cz, cx), np.interp(zs, cz, cr)
+    ok = np.zeros(len(zs), bool)
+    for i, k in enumerate(zs):
+        rad = max(0.5 * rs[i], 2.0)
+        y0, y1 = max(int(ys[i] - rad / sy), 0), int(ys[i] + rad / sy) + 2
+        x0, x1 = max(int(xs[i] - rad / sx), 0), int(xs[i] + rad / sx) + 2
+        yy, xx = np.ogrid[y0:y1, x0:x1]
+        inside = ((yy - ys[i]) * sy) ** 2 + ((xx - xs[i]) * sx) ** 2 <= rad ** 2
+        values = hu[k, y0:y1, x0:x1][inside[:hu.shape[1] - y0, :hu.shape[2] - x0]]
+        ok[i] = values.size > 0 and params.contrast_min_hu <= float(values.mean()) <= params.contrast_max_hu
+    # the longest run of good slices, then the links inside it
+    best, run_start, best_range = 0, None, (0, -1)
+    for i, good in enumerate(np.append(ok, False)):
+        if good and run_start is None:
+            run_start = i
+        elif not good and run_start is not None:
+            if i - run_start > best:
+                best, best_range = i - run_start, (zs[run_start], zs[i - 1])
+            run_start = None
+    return (cz >= best_range[0]) & (cz <= best_range[1])
 
 
 def mask_slice(hu2d, body2d, centre, radius_mm, spacing_yx, params, out):

@@ -35,6 +35,12 @@ from scipy import ndimage
 from SpineSegLib.classical.geometry import LinePositions
 from SpineSegLib.classical.morphology import fill_small_holes
 
+CONSISTENCY_WINDOW_MM = 75.0   # a slice's body depth and width are compared with the slices this far around
+DEPTH_PERCENTILE = 50.0        # ... depth with this percentile of theirs, width with a higher one (slices where
+WIDTH_PERCENTILE = 70.0        # the body was missed are narrow, but their H1 is still the body's front) ...
+OUTLIER_RATIO = 1.3            # ... and count as outliers beyond this ratio of it ...
+OUTLIER_MARGIN_MM = 6.0        # ... plus this margin (mm)
+
 
 def spinous_end(bone: np.ndarray, centres: np.ndarray, use: np.ndarray, band_px: int) -> np.ndarray:
     """H3: per slice the most posterior row of the sagittal MIP of ``bone`` (in a band of columns
@@ -85,8 +91,14 @@ def _widest_run(rows2d: np.ndarray, column: int) -> tuple[float, float]:
 
 
 def bounding_lines(mask: np.ndarray, h3: np.ndarray, centres: np.ndarray, use: np.ndarray, params,
-                   spacing_yx) -> tuple[LinePositions, np.ndarray]:
-    """Compute H1, H2, V1 ... V6 (H3 given) and return them with the mask cut to V1..V6 x H1..H3."""
+                   spacing_yx, slice_mm: float = 0.0) -> tuple[LinePositions, np.ndarray]:
+    """Compute H1, H2, V1 ... V6 (H3 given) and return them with the mask cut to V1..V6 x H1..H3.
+
+    Slices whose body reaches much farther in front of the centre, or is much wider, than on the
+    neighbouring slices (contrast-filled heart or vessels joined to the bone) get their H1 moved back
+    to the bone's own front behind the neighbours' depth, and V2/V5 narrowed to their width (ours;
+    ``slice_mm``: the slice spacing, 0 = no such check).
+    """
     nz, ny, nx = mask.shape
     sy, sx = spacing_yx
     band = max(int(round(params.top_band_mm / sx)), 0)
@@ -94,35 +106,72 @@ def bounding_lines(mask: np.ndarray, h3: np.ndarray, centres: np.ndarray, use: n
     lines = LinePositions.empty(nz)
     cut = np.zeros_like(mask)
     for k in np.flatnonzero(use):
-        if not mask[k].any() or not np.isfinite(h3[k]):
-            continue
-        cx = int(round(centres[k, 1]))
-        strip = mask[k, :, max(cx - band, 0):min(cx + band + 1, nx)].any(axis=1)
-        if not strip.any():
-            continue
-        h1 = int(np.argmax(strip))
-        h3k = int(h3[k])
-        if h3k <= h1:
-            continue
-        h2 = h1 + (h3k - h1) / 3.0
-        v4 = median_column(filled[k])
-        v2, v5 = _widest_run(filled[k, h1:int(round(h2)) + 1], int(v4))
-        if not np.isfinite(v2):
-            continue
-        width = (v5 - v2 + 1) * params.width_shift_factor
-        v1, v6 = v2 - width, v5 + width
-        sl = mask[k].copy()
-        sl[:h1] = False
-        sl[h3k + 1:] = False
-        sl[:, :max(int(np.ceil(v1)), 0)] = False
-        sl[:, int(np.floor(v6)) + 1:] = False
-        cut[k] = sl
-        v3 = median_column(sl)
-        lines.h1[k], lines.h2[k], lines.h3[k] = h1, h2, h3k
-        lines.v1[k], lines.v2[k], lines.v3[k], lines.v4[k], lines.v5[k], lines.v6[k] = v1, v2, v3, v4, v5, v6
-        lines.valid[k] = True
+        if mask[k].any() and np.isfinite(h3[k]):
+            _slice_lines(k, mask, filled, h3, centres, band, params, lines, cut)
+    for k, front, halfwidth in _outliers(lines, centres, spacing_yx, slice_mm):
+        lines.valid[k] = False
+        _slice_lines(k, mask, filled, h3, centres, band, params, lines, cut, front, halfwidth)
     _cut_between(mask, cut, lines, use)
     return lines, cut
+
+
+def _slice_lines(k, mask, filled, h3, centres, band, params, lines: LinePositions, cut, front=0, halfwidth=np.inf):
+    """The lines of slice k and its cut (in place); ``front``: the first row H1 may take, ``halfwidth``:
+    the largest half-width of the body around V4 (columns)."""
+    nx = mask.shape[2]
+    cut[k] = False
+    cx = int(round(centres[k, 1]))
+    strip = mask[k, front:, max(cx - band, 0):min(cx + band + 1, nx)].any(axis=1)
+    if not strip.any():
+        return
+    h1 = front + int(np.argmax(strip))
+    h3k = int(h3[k])
+    if h3k <= h1:
+        return
+    h2 = h1 + (h3k - h1) / 3.0
+    v4 = median_column(filled[k])
+    v2, v5 = _widest_run(filled[k, h1:int(round(h2)) + 1], int(v4))
+    if not np.isfinite(v2):
+        return
+    v2, v5 = max(v2, v4 - halfwidth), min(v5, v4 + halfwidth)
+    width = (v5 - v2 + 1) * params.width_shift_factor
+    v1, v6 = v2 - width, v5 + width
+    sl = mask[k].copy()
+    sl[:h1] = False
+    sl[h3k + 1:] = False
+    sl[:, :max(int(np.ceil(v1)), 0)] = False
+    sl[:, int(np.floor(v6)) + 1:] = False
+    cut[k] = sl
+    v3 = median_column(sl)
+    lines.h1[k], lines.h2[k], lines.h3[k] = h1, h2, h3k
+    lines.v1[k], lines.v2[k], lines.v3[k], lines.v4[k], lines.v5[k], lines.v6[k] = v1, v2, v3, v4, v5, v6
+    lines.valid[k] = True
+
+
+def _outliers(lines: LinePositions, centres: np.ndarray, spacing_yx, slice_mm: float):
+    """Slices whose body depth (centre row - H1) or width (V5 - V2) exceeds a percentile of the slices
+    within ``CONSISTENCY_WINDOW_MM`` by more than ``OUTLIER_RATIO`` and ``OUTLIER_MARGIN_MM``:
+    yields ``(k, first row allowed for H1, largest half-width)`` (ours: a block of contrast-filled heart
+    or vessels joined to the vertebra on a few slices must not widen the cut)."""
+    sy, sx = spacing_yx
+    known = np.flatnonzero(lines.valid)
+    if known.size < 5 or slice_mm <= 0:
+        return []
+    depth = (centres[known, 0] - lines.h1[known]) * sy
+    width = (lines.v5[known] - lines.v2[known] + 1) * sx
+    out = []
+    for i, k in enumerate(known):
+        others = np.flatnonzero((np.abs(known - k) * slice_mm <= CONSISTENCY_WINDOW_MM) & (known != k))
+        if others.size < 4:
+            continue
+        d, w = float(np.percentile(depth[others], DEPTH_PERCENTILE)), float(np.percentile(width[others], WIDTH_PERCENTILE))
+        deep = depth[i] > OUTLIER_RATIO * d + OUTLIER_MARGIN_MM
+        wide = width[i] > OUTLIER_RATIO * w + OUTLIER_MARGIN_MM
+        if deep or wide:
+            front = int(np.floor(centres[k, 0] - (d + OUTLIER_MARGIN_MM) / sy)) if deep else 0
+            halfwidth = (0.5 * w + OUTLIER_MARGIN_MM) / sx if wide else np.inf
+            out.append((int(k), max(front, 0), halfwidth))
+    return out
 
 
 def _cut_between(mask, cut, lines: LinePositions, use):

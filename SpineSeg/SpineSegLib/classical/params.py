@@ -57,8 +57,10 @@ class ClassicalParams:
     aorta_search_mm: float = 70.0
     """ours: the aorta is searched within this distance of the vertebral body centre, anterior and to
     the left of it (mm)."""
-    aorta_min_length_mm: float = 30.0
-    """ours: contrast counts as present when the aorta is found over at least this length (mm)."""
+    aorta_min_length_mm: float = 40.0
+    """ours: contrast counts as present when the aorta is found over at least this length, or over 80% of
+    a shorter scan's extent; longer than a lumbar vertebral body, which the chain cannot pass (its discs
+    break the lumen test) (mm)."""
 
     # -- spine centerline (paper section 3.1) ------------------------------------------------
     localization_grid_mm: float = 1.5

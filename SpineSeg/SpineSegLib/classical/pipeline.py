@@ -112,7 +112,7 @@ def segment_spine(image: Image, params: ClassicalParams | None = None, progress:
     centres = location.centres - np.array([roi[1].start, roi[2].start])
     rough, h3 = rough_mask(location.bone_seg[roi], location.bone_loc[roi], centres, location.use, params, spacing,
                            progress)
-    lines, cut = cut_to_lines(rough, h3, centres, location.use, params, spacing[1:], progress)
+    lines, cut = cut_to_lines(rough, h3, centres, location.use, params, spacing, progress)
     fits, final = refine_and_fill(cut, crop.hu[roi], lines, params, spacing[1:], progress)
 
     progress.step("mapping back to the input grid", 0.93)
@@ -197,11 +197,12 @@ def rough_mask(bone_seg: np.ndarray, bone_loc: np.ndarray, centres: np.ndarray, 
 
 
 def cut_to_lines(rough: np.ndarray, h3: np.ndarray, centres: np.ndarray, use: np.ndarray, params: ClassicalParams,
-                 spacing_yx, progress: Progress) -> tuple[LinePositions, np.ndarray]:
+                 spacing, progress: Progress) -> tuple[LinePositions, np.ndarray]:
     """Step 7: the bounding lines and the mask cut to them; ``NoSpineFoundError`` when too few of the
-    outlined slices show a spinal canal."""
+    outlined slices show a spinal canal. ``spacing``: (z, y, x) or, without the cross-slice checks, (y, x)."""
     progress.step("bounding lines", 0.6)
-    lines, cut = bounding_lines(rough, h3, centres, use, params, spacing_yx)
+    spacing_yx, slice_mm = tuple(spacing[-2:]), (float(spacing[0]) if len(spacing) == 3 else 0.0)
+    lines, cut = bounding_lines(rough, h3, centres, use, params, spacing_yx, slice_mm)
     canal = np.array([has_canal(cut[k], lines.h1[k], lines.h3[k], lines.v3[k], spacing_yx)
                       for k in np.flatnonzero(lines.valid)])
     if canal.mean() < params.min_canal_fraction:

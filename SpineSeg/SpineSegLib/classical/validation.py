@@ -14,7 +14,9 @@ from SpineSegLib.core.errors import InputError
 from SpineSegLib.core.modality import ct_encoding_problem
 
 AIR_HU = -500.0          # air and lung lie below this in a CT in Hounsfield units
-MIN_AIR_FRACTION = 0.01  # a CT of the trunk has at least this much air around or inside the body
+MIN_AIR_FRACTION = 0.01  # a CT of the trunk has at least this much air around or inside the body ...
+TISSUE_HU = (-200.0, 120.0)  # ... and a crop inside the body (no air) mostly fat and soft tissue
+MIN_TISSUE_FRACTION = 0.25
 
 
 def check_ct(image, params, spacing_zyx=None) -> None:
@@ -54,7 +56,12 @@ def check_ct(image, params, spacing_zyx=None) -> None:
     sample = array[::2, ::2, ::2]          # every 8th voxel is plenty for a fraction
     air = float(np.count_nonzero(sample <= AIR_HU)) / sample.size
     if air < MIN_AIR_FRACTION:
-        raise InputError(f"no air (<= {AIR_HU:g} HU) in the volume (range {lo:g}..{hi:g}): not a CT in Hounsfield units, or a "
-                         "crop inside the body; the classical pipeline needs an axial CT with the body's outline")
+        # a crop inside the body around the spine is a legitimate partial field of view (the whole
+        # volume is then the body); it still has to look like tissue in Hounsfield units
+        tissue = float(np.count_nonzero((sample >= TISSUE_HU[0]) & (sample <= TISSUE_HU[1]))) / sample.size
+        if tissue < MIN_TISSUE_FRACTION:
+            raise InputError(f"no air (<= {AIR_HU:g} HU) and only {100 * tissue:.0f}% fat or soft tissue "
+                             f"({TISSUE_HU[0]:g}..{TISSUE_HU[1]:g} HU) in the volume (range {lo:g}..{hi:g}): "
+                             "not a CT in Hounsfield units")
     if hi < params.bone_threshold_hu:
         raise InputError(f"no voxel reaches the bone threshold of {params.bone_threshold_hu:g} HU (maximum {hi:g}): no bone in this CT")

@@ -4,6 +4,7 @@ Examples::
 
     spineseg dataset init ds --images 'scans/*_img.nii.gz' --labels 'scans/*_vb.nii.gz' --label-convention top-down:L1
     spineseg dataset predict ds --model iis-mr.pt             # new cases and cases predicted by another model
+    spineseg dataset predict ct-ds --method classical         # CT cases without a model (named, model-free)
     spineseg dataset status ds                                # counts per status, then one row per case
     spineseg dataset save ds 07 corrected_07.nii.gz --user anna
     spineseg dataset relabel ds 07 --vertebra L1 --as T12     # the rest of the sequence follows
@@ -108,9 +109,14 @@ def _add_add(s) -> None:
 
 
 def _add_predict(s) -> None:
-    q = s.add_parser("predict", help="predict the cases that need it with an IIS model")
+    q = s.add_parser("predict", help="predict the cases that need it with an IIS model or the classical method")
     q.add_argument("dir", metavar="DIR")
-    q.add_argument("--model", required=True, metavar="WEIGHTS", help="IIS weights file (.pt)")
+    q.add_argument("--model", metavar="WEIGHTS", help="IIS weights file (.pt); needed unless --method classical")
+    q.add_argument("--method", default="model", choices=("model", "classical"),
+                   help="model (default): the IIS network of --model; classical: model-free vertebrae of CT cases "
+                        "(named from ribs and sacrum; MR cases are refused), recorded with its parameters in place "
+                        "of a model, so changed --params predict the cases again")
+    q.add_argument("--params", metavar="JSON", help="--method classical: a JSON file of ClassicalParams fields")
     q.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     q.add_argument("--all", action="store_true",
                    help="also predict again cases this model predicted already (corrected/reviewed never)")
@@ -292,7 +298,8 @@ def _predict(args, progress, events):
     try:
         report = predict_dataset(ds, args.model, device=args.device, redo=args.all, cases=args.cases,
                                  keep_incomplete=not args.drop_incomplete, check_modality=not args.no_modality_check,
-                                 threads=args.threads, progress=progress, log=_say)
+                                 threads=args.threads, progress=progress, log=_say, method=args.method,
+                                 params=_classical_params(args))
     except KeyboardInterrupt:
         print("spineseg: interrupted; every saved prediction is complete and the dataset is consistent "
               "(run predict again to continue)", file=sys.stderr)
@@ -309,6 +316,19 @@ def _predict(args, progress, events):
 
         events(ReportEvent("predict", plain(asdict(report))))
     return 1 if report.failed else 0
+
+
+def _classical_params(args):
+    """The ``--params`` file of ``predict --method classical`` (None: the defaults)."""
+    from SpineSegLib.core.errors import InputError
+
+    if not args.params:
+        return None
+    if args.method != "classical":
+        raise InputError("--params sets the classical method's parameters: it needs --method classical")
+    from SpineSegLib.cli.classical import read_params_file
+
+    return read_params_file(args.params)
 
 
 def run_status(args):

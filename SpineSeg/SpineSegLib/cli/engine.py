@@ -10,6 +10,7 @@ Examples::
 
     spineseg engine iis in.nii --work w/ --model mr-vertebral-bodies --interactive
     spineseg engine classical in.nii --work w/ --params '{"bone_threshold_hu": 180}'
+    spineseg engine classical in.nii --work w/ --vertebrae --report     # + one named label per vertebra
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def register(sub):
     p.add_argument("--no-modality-check", action="store_true")
     p.add_argument("--threads", type=int, metavar="N")
     p.add_argument("--params", metavar="JSON", help="classical parameters as a JSON object")
+    p.add_argument("--vertebrae", action="store_true",
+                   help="classical: also label the vertebrae (VerSe ids, named; written as vertebrae.nii)")
+    p.add_argument("--report", action="store_true", help="classical --vertebrae: the per-vertebra report rows too")
     p.add_argument("--interactive", action="store_true", help="halt after each network pass (stdin: next|finish|cancel)")
     p.add_argument("--no-steps", action="store_true", help="no step events")
     p.set_defaults(func=run)
@@ -161,10 +165,44 @@ def run_classical(request, events, progress, work: Path):
     except (TypeError, ValueError) as exc:
         raise InputError(f"bad parameters: {exc}") from None
     image = read_image(request.input)
+    if request.vertebrae:
+        return classical_vertebrae(request, image, params, progress, work)
     result = segment_spine(image, params, progress)
     path = write_image(result.mask, work / "spine.nii", force=True, compress=False)
     return ResultEvent("classical", str(path), geometry=classical_geometry(result),
                        info={"timings": {k: round(float(v), 4) for k, v in result.timings.items()}})
+
+
+def classical_vertebrae(request, image, params, progress, work: Path):
+    """The model-free vertebrae (:func:`~SpineSegLib.classical.vertebrae.label_vertebrae`): the spine mask and the
+    label map written once each, one typed record per vertebra, how they were named and (``report``) the
+    per-vertebra report's rows."""
+    from SpineSegLib.classical.vertebrae import label_vertebrae
+    from SpineSegLib.cli.classical import vertebra_info
+    from SpineSegLib.core.events import Naming, NamedVertebraRecord, ResultEvent
+    from SpineSegLib.core.image import write_image
+    from SpineSegLib.evaluation.reports import plain
+
+    result = label_vertebrae(image, params, progress)
+    spine = result.spine
+    mask_path = write_image(spine.mask, work / "spine.nii", force=True, compress=False)
+    labels_path = write_image(result.labels, work / "vertebrae.nii", force=True, compress=False)
+    records = [NamedVertebraRecord(int(v.label), v.name, bool(v.complete), [str(e) for e in v.evidence],
+                                   int(v.voxels), [round(float(c), 3) for c in v.centroid_lps])
+               for v in result.vertebrae]
+    rows, info = [], {}
+    if request.report and result.vertebrae:
+        from SpineSegLib.evaluation.vertebra_report import TABLE_COLUMNS, vertebra_report
+
+        report = vertebra_report(result.labels, image, vertebra_info(result))
+        rows = plain(report.rows_for_table())
+        info["report_columns"] = {title: description for title, _, _, description in TABLE_COLUMNS}
+    timings = {**spine.timings, **result.timings}
+    info["timings"] = {k: round(float(v), 4) for k, v in timings.items()}
+    warnings = [] if result.names_certain else [f"the vertebra names are uncertain: {result.naming_note}"]
+    return ResultEvent("classical", str(mask_path), vertebrae=records, geometry=classical_geometry(spine), info=info,
+                       warnings=warnings, vertebrae_path=str(labels_path),
+                       naming=Naming(bool(result.names_certain), str(result.naming_note)), report_rows=rows)
 
 
 def classical_geometry(result) -> dict:

@@ -6,8 +6,9 @@
 * The events the child writes on stdout, one JSON object per line (``{"kind": KIND, ...}``):
   :class:`ProgressEvent` (fraction 0-1 and phase), :class:`StepEvent` (one network pass: the patch box and
   the paths of the fragment / memory arrays), :class:`NoteEvent` (a note or warning), :class:`ResultEvent`
-  (the result file and typed per-vertebra :class:`VertebraRecord` rows) and :class:`ErrorEvent` (the one-line
-  message). :func:`parse_event` reads a line back and raises :class:`EventError` -- naming the line -- for a
+  (the result file and typed per-vertebra rows: :class:`VertebraRecord` for the IIS network,
+  :class:`NamedVertebraRecord` with a :class:`Naming` for the classical vertebrae) and :class:`ErrorEvent`
+  (the one-line message). :func:`parse_event` reads a line back and raises :class:`EventError` -- naming the line -- for a
   malformed, truncated or unknown one.
 * The other children of the Slicer panels (``spineseg speed --events``, ``spineseg dataset predict|finetune
   --events``) speak the same events; their result is a :class:`ReportEvent` (a named JSON object, and the file it
@@ -64,12 +65,18 @@ class EngineRequest:
     params: dict = field(default_factory=dict)
     interactive: bool = False
     show_steps: bool = True
+    vertebrae: bool = False
+    report: bool = False
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise SpineSegError(f"unknown engine task {self.task!r} (use {' or '.join(TASKS)})")
         if self.task == "iis" and not self.model:
             raise SpineSegError("an IIS engine request needs a model")
+        if (self.vertebrae or self.report) and self.task != "classical":
+            raise SpineSegError("only the classical engine labels vertebrae model-free (vertebrae, report)")
+        if self.report and not self.vertebrae:
+            raise SpineSegError("a report needs the vertebrae (vertebrae=True)")
         self.input, self.work = str(self.input), str(self.work)
         if self.start_point_lps is not None:
             self.start_point_lps = tuple(float(v) for v in self.start_point_lps)
@@ -89,6 +96,10 @@ class EngineRequest:
             args += ["--threads", str(int(self.threads))]
         if self.params:
             args += ["--params", json.dumps(self.params, sort_keys=True)]
+        if self.vertebrae:
+            args.append("--vertebrae")
+        if self.report:
+            args.append("--report")
         if self.interactive:
             args.append("--interactive")
         if not self.show_steps:
@@ -102,7 +113,8 @@ class EngineRequest:
         return cls(args.task, args.input, args.work, model=args.model, device=args.device,
                    keep_incomplete=args.keep_incomplete or args.task != "iis", start_point_lps=start, threads=args.threads,
                    check_modality=not args.no_modality_check, params=json.loads(args.params) if args.params else {},
-                   interactive=args.interactive, show_steps=not args.no_steps)
+                   interactive=args.interactive, show_steps=not args.no_steps,
+                   vertebrae=args.vertebrae, report=args.report)
 
 
 # -- the events --------------------------------------------------------------------------------------------------
@@ -163,17 +175,47 @@ class VertebraRecord:
 
 
 @dataclass
+class NamedVertebraRecord:
+    """One vertebra the classical engine labelled (``EngineRequest.vertebrae``): its VerSe id and name, whether the
+    field of view holds it whole, and the evidence behind its name (e.g. "rib on both sides")."""
+
+    label: int
+    name: str
+    complete: bool
+    evidence: list = field(default_factory=list)
+    voxels: int = 0
+    centroid_lps: list = field(default_factory=list)
+
+
+@dataclass
+class Naming:
+    """How the classical engine named the vertebrae: ``certain`` False when no anatomical anchor (rib, sacrum) was
+    in view; ``note`` one line saying which anchors named them, or why the names are uncertain."""
+
+    certain: bool
+    note: str = ""
+
+
+RECORDS = {"iis": VertebraRecord, "classical": NamedVertebraRecord}     # the type of ResultEvent.vertebrae per task
+
+
+@dataclass
 class ResultEvent:
     """The finished run: ``labels_path`` (IIS: the instance label map; classical: the 0/1 spine mask, both on the
-    input's grid), the vertebrae (IIS), ``geometry`` (classical: ``ClassicalResult.to_json_dict()``) and ``info``
-    (device, passes, timings, modality ...)."""
+    input's grid), the vertebrae (IIS: :class:`VertebraRecord`; classical with ``vertebrae``:
+    :class:`NamedVertebraRecord`), ``geometry`` (classical: ``ClassicalResult.to_json_dict()``) and ``info``
+    (device, passes, timings, modality ...). Classical with ``vertebrae``: ``vertebrae_path`` (the VerSe label map
+    on the input's grid), ``naming`` and, with ``report``, ``report_rows`` (the per-vertebra report's table rows)."""
 
     task: str
     labels_path: str
-    vertebrae: list = field(default_factory=list)      # VertebraRecord
+    vertebrae: list = field(default_factory=list)      # RECORDS[task]
     geometry: Optional[dict] = None
     info: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    vertebrae_path: Optional[str] = None
+    naming: Optional[Naming] = None
+    report_rows: list = field(default_factory=list)
     kind = "result"
 
 
@@ -232,7 +274,11 @@ def parse_event(line: str, complete: bool = True):
         if isinstance(event, StepEvent) and event.box is not None:
             event.box = PatchBox(**event.box)
         if isinstance(event, ResultEvent):
-            event.vertebrae = [VertebraRecord(**v) for v in event.vertebrae]
+            record = RECORDS.get(event.task)
+            if record is None:
+                raise TypeError(f"unknown task {event.task!r}")
+            event.vertebrae = [record(**v) for v in event.vertebrae]
+            event.naming = Naming(**event.naming) if event.naming is not None else None
         if isinstance(event, ReportEvent) and not isinstance(event.data, dict):
             raise TypeError("its data is no JSON object")
     except TypeError as exc:

@@ -147,6 +147,23 @@ def _frame_coordinates(kji: np.ndarray, grid: Image, centroid_lps, axis_lps):
     return (s, a, l), rel @ s, rel @ a, rel @ l
 
 
+def body_voxels(kji: np.ndarray, grid: Image, centroid_lps, axis_lps, band_mm: float = 4.0,
+                gap_mm: float = 2.0) -> Optional[np.ndarray]:
+    """Which of a vertebra's voxels belong to its vertebral body (step 3, as :func:`body_heights` finds it).
+
+    ``kji``: the vertebra's voxels, N x 3 indices ``[k, j, i]`` of ``grid``; ``centroid_lps`` / ``axis_lps``:
+    those of its :class:`VertebraMeasurement`. Returns a bool array (N,): the voxels between the back and the
+    front of the body along the anterior axis (at every lateral position); None when the mid-sagittal band
+    holds no voxel.
+    """
+    _, _, u_a, u_l = _frame_coordinates(np.asarray(kji), grid, centroid_lps, axis_lps)
+    found = _body_range(u_a, u_l, max(band_mm, float(min(grid.spacing))), max(1.0, 0.5 * float(max(grid.spacing))),
+                        gap_mm)
+    if found is None:
+        return None
+    return (u_a >= found[0]) & (u_a <= found[1])
+
+
 def body_heights(mask: np.ndarray, grid: Image, centroid_lps, axis_lps, band_mm: float = 4.0,
                  gap_mm: float = 2.0, line_step_mm: float = 1.0, sample_mm: float = 0.25) -> dict:
     """Body depth and anterior / middle / posterior heights (mm) of one vertebra (steps 3-4).

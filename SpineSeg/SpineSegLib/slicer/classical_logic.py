@@ -11,6 +11,11 @@ scene transaction (a failure or a cancel adds nothing):
   contour points (point list), in a subject-hierarchy folder: :meth:`ClassicalLogic.show_slice` moves
   them to the axial slice nearest to a position, :meth:`ClassicalLogic.follow_slice_node` does it
   whenever the user scrolls a slice view (the red one in the module);
+* with ``vertebrae=True`` (:func:`~SpineSegLib.classical.vertebrae.label_vertebrae` in the child): a second
+  segmentation with one named, coloured, terminology-coded segment per vertebra (those cut by the field of view
+  flagged; the evidence behind each name in the tag ``SpineSeg.Evidence``) and a table node of the per-vertebra
+  report (:mod:`SpineSegLib.evaluation.vertebra_report`); whether the names are certain, and why, is in
+  ``ClassicalOutputs.naming`` and the table's attributes ``SpineSeg.names_certain`` / ``SpineSeg.naming_note``;
 * with a reference segmentation or label map, a metrics table (IoU, DSC, HD95, ASSD, volumes) exactly as
   :func:`~SpineSegLib.evaluation.metrics.evaluate_binary_images` computes them. A reference on another grid is
   checked before the pipeline runs (:mod:`SpineSegLib.core.grids`); how it was mapped is in
@@ -22,6 +27,8 @@ Console use (Slicer's Python console)::
     logic = ClassicalLogic(slicer.mrmlScene)
     out = logic.run(getNode("CTChest"), {"bone_threshold_hu": 180})
     out.segmentation, out.centerline          # nodes
+    out = logic.run(getNode("CTChest"), vertebrae=True)
+    out.vertebrae_segmentation, out.vertebrae_table, out.naming.certain
     logic.follow_slice_node(out, getNode("vtkMRMLSliceNodeRed"))   # lines follow the red slice view
     logic.export_labelmap(out, "spine.nii.gz")
 """
@@ -42,6 +49,7 @@ from SpineSegLib.core.notes import collect_notes
 from SpineSegLib.core.events import EngineRequest
 from SpineSegLib.core.image import Image, read_image, write_image
 from SpineSegLib.core.label_files import REGION_CONTEXT, TERMINOLOGY_CONTEXT
+from SpineSegLib.core.labels import VERTEBRAE
 from SpineSegLib.slicer.classical_geometry import classical_result
 from SpineSegLib.slicer.common import check_volume_node, reference_image, rows_for_table
 from SpineSegLib.slicer.engine import EngineTask
@@ -88,10 +96,14 @@ class ClassicalOutputs:
     metrics: dict = field(default_factory=dict)
     observers: list = field(default_factory=list)    # (node, tag) of slice-following observers
     grid_notes: list = field(default_factory=list)   # how the reference / the result were mapped for the metrics
+    vertebrae_segmentation: object = None            # with vertebrae=True: one segment per vertebra
+    vertebrae_table: object = None                   # ... and the per-vertebra report
+    vertebrae: list = field(default_factory=list)    # core.events.NamedVertebraRecord, top to bottom
+    naming: object = None                            # core.events.Naming: names certain? which anchors, or why not
 
     @property
     def nodes(self) -> list:
-        extra = [self.metrics_table] if self.metrics_table is not None else []
+        extra = [n for n in (self.metrics_table, self.vertebrae_segmentation, self.vertebrae_table) if n is not None]
         return [self.segmentation, self.centerline, *self.slice_display.nodes(), *extra]
 
 
@@ -148,10 +160,11 @@ class ClassicalLogic:
 
     def start(self, volume_node, params=None, reference_node=None, name: Optional[str] = None,
               slice_position_lps=None, on_progress=None, on_state=None, on_line=None,
-              python: Optional[str] = None) -> EngineTask:
+              python: Optional[str] = None, vertebrae: bool = False) -> EngineTask:
         """Check the input (and the reference's grid) and start the pipeline in the engine child
-        (``spineseg engine classical``); ``task.result`` is the :class:`ClassicalOutputs` once done. Drive it
-        with ``poll()`` (GUI timer) or ``wait()``; ``cancel()`` kills it at once and adds nothing."""
+        (``spineseg engine classical``, with ``vertebrae`` also labelling the vertebrae); ``task.result`` is the
+        :class:`ClassicalOutputs` once done. Drive it with ``poll()`` (GUI timer) or ``wait()``; ``cancel()`` kills
+        it at once and adds nothing."""
         image = self.check_input(volume_node)
         params = classical_params(params)
         with collect_notes() as notes:
@@ -160,19 +173,22 @@ class ClassicalLogic:
             check(image, reference)                  # before the work, not after it
 
         def request(work):
-            return EngineRequest("classical", work / "input.nii", work, params=params.to_dict())
+            return EngineRequest("classical", work / "input.nii", work, params=params.to_dict(),
+                                 vertebrae=bool(vertebrae), report=bool(vertebrae))
 
         def finish(task, event):
             result = classical_result(read_image(event.labels_path), event.geometry)
             result.timings = dict(event.info.get("timings") or {})      # the child's seconds per step
-            return self._add_outputs(volume_node, result, reference, notes + task.notes, name, slice_position_lps)
+            return self._add_outputs(volume_node, result, reference, notes + task.notes, name, slice_position_lps,
+                                     event if event.vertebrae_path else None)
 
         return EngineTask(image, request, python=python, finish=finish, on_progress=on_progress, on_state=on_state,
                           on_line=on_line, name="SpineSeg").start()
 
     def run(self, volume_node, params=None, progress=None, reference_node=None, name: Optional[str] = None,
-            slice_position_lps=None) -> ClassicalOutputs:
-        """Segment the spine of ``volume_node`` in the engine child and show the result (module docstring); waits.
+            slice_position_lps=None, vertebrae: bool = False) -> ClassicalOutputs:
+        """Segment the spine of ``volume_node`` (``vertebrae``: and label its vertebrae) in the engine child and show
+        the result (module docstring); waits.
         ``params``: None, a ClassicalParams, a dict or an object with such attributes; ``progress``: a
         :class:`~SpineSegLib.core.progress.Progress` that sees the child's phases and whose ``cancel()`` kills it.
         Raises InputError / NoSpineFoundError (the child's message) / Cancelled before anything is added."""
@@ -182,7 +198,8 @@ class ClassicalLogic:
             if progress is not None and progress.callback is not None and not progress.cancelled:
                 progress.callback(phase, fraction)
 
-        task = self.start(volume_node, params, reference_node, name, slice_position_lps, on_progress=forward)
+        task = self.start(volume_node, params, reference_node, name, slice_position_lps, on_progress=forward,
+                          vertebrae=vertebrae)
         try:
             while task.poll() == "running":
                 if progress is not None and progress.cancelled:
@@ -197,7 +214,8 @@ class ClassicalLogic:
         task.raise_for_state()
         return task.result
 
-    def _add_outputs(self, volume_node, result, reference, notes, name, slice_position_lps) -> ClassicalOutputs:
+    def _add_outputs(self, volume_node, result, reference, notes, name, slice_position_lps,
+                     vertebrae_event=None) -> ClassicalOutputs:
         base = name or f"{volume_node.GetName()} spine"
         with scene_transaction(self.scene):
             segmentation = self.add_segmentation(result.mask, volume_node, base)
@@ -212,7 +230,32 @@ class ClassicalLogic:
                 self.show_slice(out, slice_position_lps)
             if reference is not None:
                 self._add_metrics(out, reference, base, notes)
+            if vertebrae_event is not None:
+                self._add_vertebrae(out, vertebrae_event, f"{name or volume_node.GetName()} vertebrae")
         return out
+
+    def _add_vertebrae(self, out: ClassicalOutputs, event, name: str) -> None:
+        """The child's label map as one segment per vertebra (named, coloured and coded by
+        :func:`~SpineSegLib.slicer.segmentations.labelmap_to_segmentation`; completeness, evidence and naming as
+        segment tags) and the report rows as a table node, as :func:`~SpineSegLib.slicer.iis_results.import_result`
+        imports an IIS result."""
+        labels = read_image(event.vertebrae_path)
+        if not labels.same_grid(out.result.mask):
+            raise InputError("the vertebrae the engine labelled do not lie on the input's grid")
+        naming = event.naming
+        out.vertebrae, out.naming = list(event.vertebrae), naming
+        certain = bool(naming.certain) if naming is not None else False
+        tags = {r.label: {"complete": r.complete, "evidence": "; ".join(r.evidence), "names_certain": certain}
+                for r in event.vertebrae if r.label in VERTEBRAE}
+        out.vertebrae_segmentation = labelmap_to_segmentation(self.scene, labels, reference_volume=out.volume_node,
+                                                              name=name, vertebrae=tags)
+        rows = event.report_rows or [{"label": r.label, "name": r.name, "complete": r.complete,
+                                      "evidence": "; ".join(r.evidence)} for r in event.vertebrae]
+        out.vertebrae_table = add_table(self.scene, rows_for_table(rows), name + " table", next_to=out.volume_node,
+                                        descriptions=event.info.get("report_columns"))
+        for node in (out.vertebrae_segmentation, out.vertebrae_table):
+            node.SetAttribute("SpineSeg.names_certain", "true" if certain else "false")
+            node.SetAttribute("SpineSeg.naming_note", naming.note if naming is not None else "")
 
     # -- results in the scene ------------------------------------------------------------------------------
     def add_segmentation(self, mask: Image, volume_node, name: str):

@@ -2,7 +2,8 @@
 
 It collects the parameters (bound to the module's parameter node), runs the pipeline in the engine's child
 process (a timer polls it: the GUI stays responsive, Cancel kills the child and adds nothing), shows the result (the
-segmentation, the centerline, and the bounding lines, parabola and DP points of the axial slice a slice view
+segmentation -- with "Vertebrae" also one named segment per vertebra and a per-vertebra table --, the centerline,
+and the bounding lines, parabola and DP points of the axial slice a slice view
 shows: the red one when the layout has it, else the first), evaluates against a reference (one metrics table,
 updated on every Evaluate) and exports. The work is the module's logic
 (:class:`~SpineSegLib.slicer.classical_logic.ClassicalLogic`). Runs only inside 3D Slicer.
@@ -90,7 +91,8 @@ class ClassicalWidget(PanelBase):
         self.ui.progressBar.value = 0
         p = self.parameterNode
         try:
-            self.task = self.logic.start(p.inputVolume, p, reference_node=p.referenceNode, on_progress=self.onProgress)
+            self.task = self.logic.start(p.inputVolume, p, reference_node=p.referenceNode, on_progress=self.onProgress,
+                                         vertebrae=bool(p.vertebrae))
         except SpineSegError as exc:
             self.showError(str(exc))
             return
@@ -121,9 +123,24 @@ class ClassicalWidget(PanelBase):
         self.outputs = task.result
         result = self.outputs.result
         found = _("found") if result.contrast else _("not found")
-        self.ui.statusLabel.text = _("Done in {seconds:.1f} s: {count} slices with bounding lines, contrast agent "
-                                     "{found}.").format(seconds=task.elapsed_s, count=len(result.slices), found=found)
+        text = _("Done in {seconds:.1f} s: {count} slices with bounding lines, contrast agent "
+                 "{found}.").format(seconds=task.elapsed_s, count=len(result.slices), found=found)
+        if self.outputs.vertebrae_segmentation is not None:
+            text += " " + self.vertebraeSummary(self.outputs)
+        self.ui.statusLabel.text = text
         self.showResult()
+
+    @staticmethod
+    def vertebraeSummary(out) -> str:
+        """The vertebrae found, and whether their names are certain (the reason when they are not)."""
+        names = [v.name for v in out.vertebrae]
+        span = _("{count} vertebrae ({first}-{last})").format(count=len(names), first=names[0], last=names[-1]) \
+            if names else _("no vertebra labelled")
+        naming = out.naming
+        if naming is not None and naming.certain:
+            return _("{span}; names: {note}").format(span=span, note=naming.note)
+        note = naming.note if naming is not None else ""
+        return _("{span}; NAMES UNCERTAIN: {note}").format(span=span, note=note)
 
     def onCancelButton(self) -> None:
         if self.running():
@@ -135,9 +152,13 @@ class ClassicalWidget(PanelBase):
         out = self.outputs
         slicer.util.setSliceViewerLayers(background=out.volume_node, fit=False)
         out.segmentation.GetDisplayNode().SetOpacity2DFill(0.35)
+        if out.vertebrae_segmentation is not None:       # the vertebrae cover the spine: show them instead
+            out.segmentation.GetDisplayNode().SetVisibility(False)
+            out.vertebrae_segmentation.GetDisplayNode().SetOpacity2DFill(0.35)
         self.onShowSliceMarkups(self.ui.showSliceMarkupsCheckBox.checked)
-        if out.metrics_table is not None:
-            self.ui.metricsTableView.setMRMLTableNode(out.metrics_table)
+        table = out.metrics_table if out.metrics_table is not None else out.vertebrae_table
+        if table is not None:
+            self.ui.metricsTableView.setMRMLTableNode(table)
         self.updateButtons()
 
     def onShowSliceMarkups(self, show) -> None:

@@ -1,0 +1,125 @@
+"""Anatomical names for model-free vertebra segments from the ribs, by maximum likelihood.
+
+The anchors (``classical.ribs``):
+
+- **T12**: the lowest rib-bearing segment, when a segment without ribs lies below it in view (otherwise
+  the lowest rib in view may belong to any thoracic vertebra). T12's rib articulates with T12 alone, so
+  this anchor is exact where the ribs are found (measured: right on LIDC-IDRI-0001 and the abdominal
+  TotalSegmentator example).
+- **T1** (weaker): the highest rib-bearing segment, when a segment without ribs lies above it. Upper rib
+  heads sit on the disc between two vertebrae, so this anchor is often one level off; it is used only
+  when T12 is not in view.
+- **Rib count** (T13 / eleven ribs): with both ends in view, a count of 13 rib-bearing segments names
+  the lowest one T13 and a count of 11 is reported as uncertain.
+
+Every anchor turns into one "regressed" value per segment on the ``core.labels`` order scale (C1 = 1,
+T12 = 19, L1 = 20, ...: the anchor's order plus or minus the segments between), and
+``core.label_sequence.fit_label_sequence`` -- the maximum-likelihood consecutive labelling that also
+names the IIS network's vertebrae -- picks the labels (allowing T13 when the rib count says so). With no
+anchor, the segments are still labelled (the lowest one in view called L5, the IIS convention) but the
+result says the names are uncertain: nothing in view tells which vertebrae these are.
+
+- **S1** (when T12 is not in view): far-reaching bone beside the lowest segments, separated from the ribs
+  above by at least three rib-free segments, is the pelvis; the highest segment beside it is S1. (A test
+  of the bone fraction beside each segment could not tell the iliac wings from contrast-filled kidneys
+  and the lowest ribs on the shared scans, so the pelvis is recognised by its place.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from SpineSegLib.core.label_sequence import fit_label_sequence
+from SpineSegLib.core.labels import VERTEBRAE
+
+T12_ORDER, T1_ORDER = 19.0, 8.0
+PELVIS_GAP = 3
+
+
+@dataclass
+class Naming:
+    ids: list[int]                     # VerSe id per segment, bottom to top
+    certain: bool
+    note: str
+    evidence: list[list[str]] = field(default_factory=list)   # per segment
+
+
+def name_segments(ribs: list[tuple[bool, bool]], complete: list[bool]) -> Naming:
+    """Names for ``len(ribs)`` segments, bottom to top; ``ribs[i] = (left, right)``."""
+    n = len(ribs)
+    bearing = [i for i, (left, right) in enumerate(ribs) if left or right]
+    evidence = [[_rib_text(*r)] for r in ribs]
+    pelvis = _pelvis_group(bearing)
+    if pelvis:
+        bearing = bearing[len(pelvis):]
+        for i in pelvis:
+            evidence[i][0] = "bone reaching far laterally below a rib-free run: pelvis (ilium)"
+    anchor = None
+    if bearing and any(complete[i] for i in range(bearing[0])):
+        anchor = ("T12", bearing[0], T12_ORDER)
+        evidence[bearing[0]].append("lowest rib-bearing vertebra with a whole rib-free one below it: T12")
+    elif pelvis:
+        anchor = ("S1", pelvis[-1], 25.5)
+        evidence[pelvis[-1]].append("highest vertebra beside the pelvis: S1")
+    elif bearing and bearing[-1] < n - 1:
+        anchor = ("T1", bearing[-1], T1_ORDER)
+        evidence[bearing[-1]].append("highest rib-bearing vertebra with a rib-free one above it: T1 (can be one level off)")
+    if anchor is None:
+        fit = fit_label_sequence([0.0] * n, complete, direction="up")
+        why = ("only one vertebra in view (no disc level found), nothing to count from" if n == 1 else
+               "ribs on every vertebra in view (neither the first nor the last rib-bearing vertebra is in view)"
+               if bearing else "no ribs and no other anatomical anchor in view")
+        return Naming(fit.ids, False, f"names uncertain: {why}; the lowest vertebra was called L5 by convention",
+                      evidence)
+    name, at, order = anchor
+    values = [order + (at - i) for i in range(n)]      # bottom to top: orders fall upward
+    if name == "S1":
+        values = [25.5 + (at - i) if i <= at else 24.0 - (i - at - 1) for i in range(n)]
+    allow_t13, eleven = False, False
+    if name == "T12" and bearing[-1] < n - 1:
+        count = bearing[-1] - bearing[0] + 1
+        if count == 13:
+            values = [19.0 + (at - i) if i < at else 19.5 if i == at else 19.0 - (i - at - 1) for i in range(n)]
+            allow_t13 = True
+            evidence[at].append("13 rib-bearing vertebrae in view: the lowest is T13")
+        elif count == 11:
+            eleven = True
+            evidence[at].append("only 11 rib-bearing vertebrae in view: eleven ribs, or a missed rib")
+    fit = fit_label_sequence(values, complete, direction="up", allow_t13=allow_t13)
+    certain = name in ("T12", "S1") and not eleven
+    if name == "T12" and pelvis:
+        lumbar = at - pelvis[-1] - 1
+        if lumbar != 5:
+            certain = False
+            evidence[at].append(f"{lumbar} rib-free vertebrae between the lowest rib and the pelvis (5 expected)")
+    note = {"T12": f"named from the ribs: the lowest rib-bearing vertebra is {VERTEBRAE[fit.ids[at]].name}",
+            "S1": "named from the pelvis: the highest vertebra beside the iliac bones is S1; the lowest rib is not in view",
+            "T1": "names less certain: named from the first rib (T1); the lowest rib is not in view"}[name]
+    if name == "T12" and pelvis and not certain:
+        note = (f"names uncertain: the ribs (T12) and the pelvis (S1) disagree -- {at - pelvis[-1] - 1} vertebrae "
+                "between them, 5 expected; named from the ribs")
+    elif name == "T12" and pelvis:
+        note += " and the pelvis agrees (S1)"
+    return Naming(fit.ids, certain, note, evidence)
+
+
+def _pelvis_group(bearing: list[int]) -> list[int]:
+    """The lowest run of segments with far-reaching bone, when it starts at the lowest segment and a run
+    of at least ``PELVIS_GAP`` rib-free segments separates it from the ribs above: the pelvis."""
+    if not bearing or bearing[0] != 0:
+        return []
+    run = [0]
+    for i in bearing[1:]:
+        if i != run[-1] + 1:
+            break
+        run.append(i)
+    above = [i for i in bearing if i > run[-1]]
+    return run if above and above[0] - run[-1] - 1 >= PELVIS_GAP else []
+
+
+def _rib_text(left: bool, right: bool) -> str:
+    if left and right:
+        return "ribs on both sides"
+    if left or right:
+        return f"rib on the {'left' if left else 'right'} side only"
+    return "no rib"

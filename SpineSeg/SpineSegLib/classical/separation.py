@@ -1,0 +1,57 @@
+"""The spine mask cut into vertebrae at the disc levels, posterior elements with their own body.
+
+Each mask voxel is given the segment between two consecutive disc levels (``classical.discs``): it
+starts from the segment of its nearest body-axis point and moves up or down across the cut surfaces of
+the two discs that bound it. A cut surface is the disc's tilted plane near the body; behind the body
+it is lowered by ``posterior_slope`` millimetres per millimetre of distance behind the body's centre
+(minus half its depth), because the laminae and spinous processes of a vertebra slope down behind the
+vertebra below (most in the thoracic spine). Only the two bounding discs are tested, so a tilted plane
+never reaches into a distant vertebra.
+
+Measured on LIDC-IDRI-0001 (mean per-vertebra Dice over C5-L3 against the reference, with the same mask
+and discs): plain planes 0.642, planes lowered behind the body (slope 0.3) 0.655, the posterior elements
+flooded geodesically through the mask from the plane-cut bodies (a watershed on a flat image) 0.581 and
+five times slower -- the facet joints, merged in the mask at 2.5 mm slices, let the flood cross into the
+next vertebra. The planes are kept; the split of the classical mask is bounded by the mask itself
+(an ideal split of it scores 0.82, see ``shared/notes/ct-vertebrae-facts.md``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from SpineSegLib.classical.discs import DiscLevels
+from SpineSegLib.classical.spine_axis import SpineAxis
+
+POSTERIOR_SLOPE = 0.3
+
+
+def _above(points: np.ndarray, behind: np.ndarray, discs: DiscLevels, which: np.ndarray, slope: float) -> np.ndarray:
+    """Whether each point lies above the cut surface of disc ``which`` (one disc index per point)."""
+    offset = np.einsum("ij,ij->i", points - discs.centres[which], discs.normals[which])
+    return offset + slope * behind > 0
+
+
+def split_mask(mask: np.ndarray, spacing_zyx, axis: SpineAxis, discs: DiscLevels,
+               posterior_slope: float = POSTERIOR_SLOPE) -> np.ndarray:
+    """Segment numbers (1 = lowest, ``len(discs.index) + 1`` = highest; 0 outside) for a canonical mask."""
+    voxels = np.argwhere(mask)
+    labels = np.zeros(mask.shape, np.int16)
+    if voxels.size == 0:
+        return labels
+    points = voxels * np.asarray(spacing_zyx, float)
+    near = axis.nearest(points)
+    behind = np.maximum(-np.einsum("ij,ij->i", points - axis.points[near], axis.anterior[near])
+                        - axis.body_depth_mm / 2.0, 0.0)
+    k = len(discs.index)
+    segment = np.searchsorted(discs.index, near)          # discs at or below the nearest axis point
+    if k:
+        for _ in range(2):
+            lower = np.clip(segment - 1, 0, k - 1)
+            down = (segment >= 1) & ~_above(points, behind, discs, lower, posterior_slope)
+            segment = np.where(down, segment - 1, segment)
+            upper = np.clip(segment, 0, k - 1)
+            up = (segment < k) & _above(points, behind, discs, upper, posterior_slope)
+            segment = np.where(up, segment + 1, segment)
+    labels[tuple(voxels.T)] = segment + 1
+    return labels
