@@ -36,12 +36,13 @@ from SpineSegLib.classical.spine_axis import SpineAxis
 class DiscParams:
     tilts_deg: tuple = tuple(range(-20, 21, 5))
     offset_mm: float = 10.0            # profile half-length
+    min_pair_mm: int = 3               # smallest half-distance between the endplates
     max_pair_mm: int = 6               # largest half-distance between the endplates
     baseline_mm: float = 25.0          # running-median window of the cancellous baseline
     min_height_mm: int = 14            # vertebra + disc height range (C3 ... L5)
-    max_height_mm: int = 48
+    max_height_mm: int = 55
     smoothness: float = 20.0           # lam
-    bias_hu: float = 30.0              # a level must be this much brighter than the baseline (HU)
+    bias_hu: float = 25.0              # a level must be this much brighter than the baseline (HU)
     end_margin_mm: float = 5.0         # levels this close to the axis' ends are not trusted
 
 
@@ -90,7 +91,7 @@ def endplate_score(profile: np.ndarray, params: DiscParams) -> np.ndarray:
     """``E[s, theta]`` (step 2)."""
     mid = profile.shape[2] // 2
     best = np.full(profile.shape[:2], -np.inf, np.float32)
-    for d in range(0, params.max_pair_mm + 1):
+    for d in range(params.min_pair_mm, params.max_pair_mm + 1):
         best = np.maximum(best, np.minimum(profile[:, :, mid + d], profile[:, :, mid - d]))
     baseline = ndimage.median_filter(profile[:, :, mid].mean(axis=1), size=int(params.baseline_mm) | 1, mode="nearest")
     return best - baseline[:, None]
