@@ -2,7 +2,7 @@
 the parameters, cancelling, and bad input. Each step on its own: ``test_classical_steps.py``.
 
 Floors sit a little under the figures measured when the pipeline was tuned (LIDC-IDRI-0001:
-IoU 0.712 / DSC 0.832 against the TotalSegmentator vertebrae reference; aorta Dice 0.84 against the
+IoU 0.721 / DSC 0.838 against the TotalSegmentator vertebrae reference; aorta Dice 0.84 against the
 descending part of the reference aorta). The references are automatic predictions, not ground truth.
 """
 
@@ -59,8 +59,8 @@ def _reference_near(image: Image, reference: Image, slab_mm: float = 5.0) -> np.
 @pytest.mark.slow
 def test_lidc_accuracy_against_reference(lidc):
     m = evaluate_binary_images(lidc["result"].mask, lidc["reference"])
-    assert m["iou"] >= 0.68, m
-    assert m["dsc"] >= 0.80, m
+    assert m["iou"] >= 0.70, m       # measured 0.721
+    assert m["dsc"] >= 0.82, m
     assert m["hd95_mm"] <= 8.0, m
     assert m["assd_mm"] <= 2.0, m
 
@@ -148,7 +148,9 @@ def test_abdominal_ct_3mm():
     assert result.mask.same_grid(image)
     assert not result.contrast              # an unenhanced scan: nothing is taken for an aorta
     m = evaluate_binary_images(result.mask, read_image(folder / "vertebrae.nii.gz"))
-    assert m["iou"] >= 0.43 and m["dsc"] >= 0.60, m
+    # low-density lumbar bodies (cancellous bone ~120 HU): slices whose body lost its cortex keep the
+    # neighbours' width (measured IoU 0.604; 0.481 before)
+    assert m["iou"] >= 0.57 and m["dsc"] >= 0.72, m
 
 
 @pytest.mark.slow
@@ -166,14 +168,15 @@ def test_dicom_series_with_a_flipped_reference():
 
 def test_crop_inside_the_body_without_air():
     """A crop around the spine inside the body (no air, no body outline) is a legitimate partial field of
-    view: the whole volume is the body (was refused with "no air"; measured IoU 0.381, low-density
-    bodies whose cancellous bone is below the bone threshold are only partly filled)."""
+    view: the whole volume is the body (was refused with "no air"). Its low-density bodies (cancellous bone
+    below the bone threshold) keep the neighbours' body width where the cortex is broken: measured IoU 0.680
+    (0.381 when those slices were cut to the broken ring's width)."""
     folder = data_path("ct", "tptbox-l3")
     image = read_image(folder / "image.nii.gz")
     result = segment_spine(image)
     assert result.mask.same_grid(image) and not result.contrast
     m = evaluate_binary_images(result.mask, read_image(folder / "vertebrae.nii.gz"))
-    assert m["iou"] >= 0.34, m
+    assert m["iou"] >= 0.64, m
 
 
 @pytest.mark.slow

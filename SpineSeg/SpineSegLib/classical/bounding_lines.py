@@ -40,6 +40,8 @@ DEPTH_PERCENTILE = 50.0        # ... depth with this percentile of theirs, width
 WIDTH_PERCENTILE = 70.0        # the body was missed are narrow, but their H1 is still the body's front) ...
 OUTLIER_RATIO = 1.3            # ... and count as outliers beyond this ratio of it ...
 OUTLIER_MARGIN_MM = 6.0        # ... plus this margin (mm)
+NARROW_RATIO = 0.6             # a body narrower than this ratio of its neighbours' width lost its cortex (low
+                               # density): it gets the neighbours' width
 
 
 def spinous_end(bone: np.ndarray, centres: np.ndarray, use: np.ndarray, band_px: int) -> np.ndarray:
@@ -108,16 +110,17 @@ def bounding_lines(mask: np.ndarray, h3: np.ndarray, centres: np.ndarray, use: n
     for k in np.flatnonzero(use):
         if mask[k].any() and np.isfinite(h3[k]):
             _slice_lines(k, mask, filled, h3, centres, band, params, lines, cut)
-    for k, front, halfwidth in _outliers(lines, centres, spacing_yx, slice_mm):
+    for k, front, halfwidth, minhalf in _outliers(lines, centres, spacing_yx, slice_mm):
         lines.valid[k] = False
-        _slice_lines(k, mask, filled, h3, centres, band, params, lines, cut, front, halfwidth)
+        _slice_lines(k, mask, filled, h3, centres, band, params, lines, cut, front, halfwidth, minhalf)
     _cut_between(mask, cut, lines, use)
     return lines, cut
 
 
-def _slice_lines(k, mask, filled, h3, centres, band, params, lines: LinePositions, cut, front=0, halfwidth=np.inf):
-    """The lines of slice k and its cut (in place); ``front``: the first row H1 may take, ``halfwidth``:
-    the largest half-width of the body around V4 (columns)."""
+def _slice_lines(k, mask, filled, h3, centres, band, params, lines: LinePositions, cut, front=0, halfwidth=np.inf,
+                 minhalf=0.0):
+    """The lines of slice k and its cut (in place); ``front``: the first row H1 may take, ``halfwidth``
+    and ``minhalf``: the largest and the smallest half-width of the body around V4 (columns)."""
     nx = mask.shape[2]
     cut[k] = False
     cx = int(round(centres[k, 1]))
@@ -134,6 +137,8 @@ def _slice_lines(k, mask, filled, h3, centres, band, params, lines: LinePosition
     if not np.isfinite(v2):
         return
     v2, v5 = max(v2, v4 - halfwidth), min(v5, v4 + halfwidth)
+    if v5 - v2 + 1 < 2 * minhalf:
+        v2, v5 = v4 - minhalf + 0.5, v4 + minhalf - 0.5
     width = (v5 - v2 + 1) * params.width_shift_factor
     v1, v6 = v2 - width, v5 + width
     sl = mask[k].copy()
@@ -151,8 +156,10 @@ def _slice_lines(k, mask, filled, h3, centres, band, params, lines: LinePosition
 def _outliers(lines: LinePositions, centres: np.ndarray, spacing_yx, slice_mm: float):
     """Slices whose body depth (centre row - H1) or width (V5 - V2) exceeds a percentile of the slices
     within ``CONSISTENCY_WINDOW_MM`` by more than ``OUTLIER_RATIO`` and ``OUTLIER_MARGIN_MM``:
-    yields ``(k, first row allowed for H1, largest half-width)`` (ours: a block of contrast-filled heart
-    or vessels joined to the vertebra on a few slices must not widen the cut)."""
+    yields ``(k, first row allowed for H1, largest half-width, smallest half-width)`` (ours: a block of
+    contrast-filled heart or vessels joined to the vertebra on a few slices must not widen the cut). A body
+    narrower than ``NARROW_RATIO`` of that width (broken cortex of a low-density body) gets it as its smallest
+    width, so that the cut keeps its arch."""
     sy, sx = spacing_yx
     known = np.flatnonzero(lines.valid)
     if known.size < 5 or slice_mm <= 0:
@@ -167,10 +174,11 @@ def _outliers(lines: LinePositions, centres: np.ndarray, spacing_yx, slice_mm: f
         d, w = float(np.percentile(depth[others], DEPTH_PERCENTILE)), float(np.percentile(width[others], WIDTH_PERCENTILE))
         deep = depth[i] > OUTLIER_RATIO * d + OUTLIER_MARGIN_MM
         wide = width[i] > OUTLIER_RATIO * w + OUTLIER_MARGIN_MM
-        if deep or wide:
+        narrow = width[i] < NARROW_RATIO * w
+        if deep or wide or narrow:
             front = int(np.floor(centres[k, 0] - (d + OUTLIER_MARGIN_MM) / sy)) if deep else 0
             halfwidth = (0.5 * w + OUTLIER_MARGIN_MM) / sx if wide else np.inf
-            out.append((int(k), max(front, 0), halfwidth))
+            out.append((int(k), max(front, 0), halfwidth, 0.5 * w / sx if narrow else 0.0))
     return out
 
 

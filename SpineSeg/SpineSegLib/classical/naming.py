@@ -11,6 +11,8 @@ The anchors (``classical.ribs``):
   when T12 is not in view.
 - **Rib count** (T13 / eleven ribs): with both ends in view, a count of 13 rib-bearing segments names
   the lowest one T13 and a count of 11 is reported as uncertain.
+- **Lumbar count** (L6): with the lowest rib and the pelvis in view, six rib-free vertebrae between them
+  make the lowest one L6; four (or more than six) make the names uncertain.
 
 Every anchor turns into one "regressed" value per segment on the ``core.labels`` order scale (C1 = 1,
 T12 = 19, L1 = 20, ...: the anchor's order plus or minus the segments between), and
@@ -85,13 +87,19 @@ def name_segments(ribs: list[tuple[bool, bool]], complete: list[bool]) -> Naming
         elif count == 11:
             eleven = True
             evidence[at].append("only 11 rib-bearing vertebrae in view: eleven ribs, or a missed rib")
-    fit = fit_label_sequence(values, complete, direction="up", allow_t13=allow_t13)
+    lumbar = at - pelvis[-1] - 1 if name == "T12" and pelvis else None
+    allow_l6 = lumbar == 6
+    if allow_l6:      # a sixth rib-free vertebra above the sacrum: L6 (orders 24.5, then S1 at 25.5)
+        values = [v if i >= at - 5 else 24.5 if i == at - 6 else 25.5 + (at - 7 - i) for i, v in enumerate(values)]
+        evidence[at - 6].append("six rib-free vertebrae between the lowest rib (T12) and the pelvis: L6")
+    fit = fit_label_sequence(values, complete, direction="up", allow_t13=allow_t13, allow_l6=allow_l6)
     certain = name in ("T12", "S1") and not eleven
-    if name == "T12" and pelvis:
-        lumbar = at - pelvis[-1] - 1
-        if lumbar != 5:
+    if lumbar is not None:
+        if lumbar not in (5, 6):
             certain = False
             evidence[at].append(f"{lumbar} rib-free vertebrae between the lowest rib and the pelvis (5 expected)")
+        elif allow_l6 and fit.transitional != "L6":
+            certain = False
     note = {"T12": f"named from the ribs: the lowest rib-bearing vertebra is {VERTEBRAE[fit.ids[at]].name}",
             "S1": "named from the pelvis: the highest vertebra beside the iliac bones is S1; the lowest rib is not in view",
             "T1": "names less certain: named from the first rib (T1); the lowest rib is not in view"}[name]
@@ -99,7 +107,7 @@ def name_segments(ribs: list[tuple[bool, bool]], complete: list[bool]) -> Naming
         note = (f"names uncertain: the ribs (T12) and the pelvis (S1) disagree -- {at - pelvis[-1] - 1} vertebrae "
                 "between them, 5 expected; named from the ribs")
     elif name == "T12" and pelvis:
-        note += " and the pelvis agrees (S1)"
+        note += " and the pelvis agrees (S1)" if lumbar == 5 else ", with six lumbar vertebrae above the pelvis (L6)"
     return Naming(fit.ids, certain, note, evidence)
 
 

@@ -8,17 +8,20 @@ it is lowered by ``posterior_slope`` millimetres per millimetre of distance behi
 vertebra below (most in the thoracic spine). Only the two bounding discs are tested, so a tilted plane
 never reaches into a distant vertebra.
 
-Measured on LIDC-IDRI-0001 (mean per-vertebra Dice over C5-L3 against the reference, with the same mask
-and discs): plain planes 0.642, planes lowered behind the body (slope 0.3) 0.655, the posterior elements
+Measured on LIDC-IDRI-0001 (mean per-vertebra Dice over C5-L3 against the reference, same mask,
+and the first disc detector): plain planes 0.642, planes lowered behind the body (slope 0.3) 0.655, the posterior elements
 flooded geodesically through the mask from the plane-cut bodies (a watershed on a flat image) 0.581 and
 five times slower -- the facet joints, merged in the mask at 2.5 mm slices, let the flood cross into the
-next vertebra. The planes are kept; the split of the classical mask is bounded by the mask itself
+next vertebra. The planes are kept. Afterwards every piece of a vertebra that the planes cut off from its largest piece
+goes to the vertebra it touches most (:func:`reattach_fragments`: +0.03 Dice on the abdominal 3 mm
+example, +0.002 on LIDC). The split of the classical mask is bounded by the mask itself
 (an ideal split of it scores 0.82, see ``shared/notes/ct-vertebrae-facts.md``).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from SpineSegLib.classical.discs import DiscLevels
 from SpineSegLib.classical.spine_axis import SpineAxis
@@ -55,3 +58,31 @@ def split_mask(mask: np.ndarray, spacing_zyx, axis: SpineAxis, discs: DiscLevels
             segment = np.where(up, segment + 1, segment)
     labels[tuple(voxels.T)] = segment + 1
     return labels
+
+
+def reattach_fragments(labels: np.ndarray, min_fraction: float = 0.0) -> np.ndarray:
+    """Give every piece of a segment that is not connected to the segment's largest piece to the segment it
+    touches most (a spinous process cut off by the plane goes back to the vertebra it is joined to)."""
+    out = labels.copy()
+    struct = np.ones((3, 3, 3), bool)
+    for s, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        grown = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+        local = out[grown]
+        pieces, n = ndimage.label(local == s, struct)
+        if n < 2:
+            continue
+        sizes = np.bincount(pieces.ravel())
+        sizes[0] = 0
+        keep = int(np.argmax(sizes))
+        for p in range(1, n + 1):
+            if p == keep:
+                continue
+            piece = pieces == p
+            rim = ndimage.binary_dilation(piece, struct) & ~piece
+            touched = local[rim]
+            touched = touched[(touched > 0) & (touched != s)]
+            if touched.size:
+                local[piece] = np.bincount(touched).argmax()
+    return out

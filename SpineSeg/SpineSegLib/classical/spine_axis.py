@@ -26,6 +26,7 @@ from SpineSegLib.core.errors import NoSpineFoundError
 DEPTH_RANGE_MM = (12.0, 60.0)
 SMOOTH_MM = 5.0
 MEDIAN_MM = 15.0
+MAX_FRONT_MM = 50.0
 
 
 @dataclass
@@ -45,30 +46,39 @@ class SpineAxis:
         return cKDTree(self.points).query(points_mm)[1]
 
 
-def body_rows(mask_slice: np.ndarray, centre_x: float, band: int, max_gap: int) -> tuple[int, int] | None:
-    """Rows (y) of the body's front and back on one axial slice, in the band around ``centre_x``."""
-    x0, x1 = max(int(centre_x) - band, 0), int(centre_x) + band + 1
+def body_rows(mask_slice: np.ndarray, centre, band: int, max_gap: int, max_front: int) -> tuple[int, int] | None:
+    """Rows (y) of the body's front and back on one axial slice, in the band around the centerline point
+    ``centre`` = (row, column): from the most anterior mask row, clipped to ``max_front`` rows in front of
+    the centre (mask that runs on into a contrast-filled heart or aorta is not body), to the first gap of
+    more than ``max_gap`` rows (the canal)."""
+    row, col = centre
+    x0, x1 = max(int(col) - band, 0), int(col) + band + 1
     rows = np.flatnonzero(mask_slice[:, x0:x1].any(1))
     if rows.size == 0:
         return None
-    gaps = np.flatnonzero(np.diff(rows) > max_gap + 1)
-    back = rows[gaps[0]] if gaps.size else rows[-1]
-    return int(rows[0]), int(back)
+    breaks = np.flatnonzero(np.diff(rows) > max_gap + 1)
+    back = rows[breaks[0]] if breaks.size else rows[-1]
+    front = int(rows[0]) if not np.isfinite(row) else max(int(rows[0]), int(row) - max_front)
+    return front, int(max(back, front))
 
 
-def slice_bodies(mask: np.ndarray, centre_x: np.ndarray, spacing_zyx, band_mm: float = 8.0,
-                 gap_mm: float = 3.0) -> np.ndarray:
-    """``(nz, 3)``: body front row, back row and median column per slice (NaN without a body)."""
+def slice_bodies(mask: np.ndarray, centres: np.ndarray, spacing_zyx, band_mm: float = 8.0,
+                 gap_mm: float = 3.0, max_front_mm: float = MAX_FRONT_MM) -> np.ndarray:
+    """``(nz, 3)``: body front row, back row and median column per slice (NaN without a body);
+    ``centres`` (nz, 2): the spine centerline's (row, column) per slice, NaN where it has none."""
     _, sy, sx = spacing_zyx
     out = np.full((mask.shape[0], 3), np.nan)
     band, gap = max(int(round(band_mm / sx)), 1), max(int(round(gap_mm / sy)), 1)
+    max_front = int(round(max_front_mm / sy))
     for k in np.flatnonzero(mask.any(axis=(1, 2))):
-        cx = centre_x[k] if np.isfinite(centre_x[k]) else np.flatnonzero(mask[k].any(0)).mean()
-        rows = body_rows(mask[k], cx, band, gap)
+        row, col = centres[k]
+        if not np.isfinite(col):
+            row, col = np.nan, np.flatnonzero(mask[k].any(0)).mean()
+        rows = body_rows(mask[k], (row, col), band, gap, max_front)
         if rows is None:
             continue
         cols = np.nonzero(mask[k, rows[0]:rows[1] + 1])[1]
-        out[k] = (rows[0], rows[1], np.median(cols) if cols.size else cx)
+        out[k] = (rows[0], rows[1], np.median(cols) if cols.size else col)
     return out
 
 
@@ -82,10 +92,11 @@ def _running_depth(depth: np.ndarray, plausible: np.ndarray, window: int) -> np.
     return np.where(np.isfinite(out), out, np.nanmedian(out) if np.isfinite(out).any() else np.nan)
 
 
-def body_axis(mask: np.ndarray, centre_x: np.ndarray, spacing_zyx) -> SpineAxis:
-    """The body axis of a spine mask (canonical ``[z, y, x]``); ``centre_x`` per slice (column, NaN if none)."""
+def body_axis(mask: np.ndarray, centres: np.ndarray, spacing_zyx) -> SpineAxis:
+    """The body axis of a spine mask (canonical ``[z, y, x]``); ``centres`` (nz, 2): the spine centerline's
+    (row, column) per slice, NaN where it has none."""
     sz, sy, sx = spacing_zyx
-    bodies = slice_bodies(mask, centre_x, spacing_zyx)
+    bodies = slice_bodies(mask, centres, spacing_zyx)
     ks = np.flatnonzero(np.isfinite(bodies[:, 0]))
     if ks.size < 3:
         raise NoSpineFoundError(f"no spine found: a vertebral body shows on only {ks.size} axial slices")

@@ -41,7 +41,7 @@ from SpineSegLib.classical.naming import name_segments
 from SpineSegLib.classical.params import ClassicalParams
 from SpineSegLib.classical.pipeline import segment_spine
 from SpineSegLib.classical.ribs import lateral_bone
-from SpineSegLib.classical.separation import POSTERIOR_SLOPE, split_mask
+from SpineSegLib.classical.separation import POSTERIOR_SLOPE, reattach_fragments, split_mask
 from SpineSegLib.classical.spine_axis import SpineAxis, body_axis
 
 
@@ -49,7 +49,8 @@ from SpineSegLib.classical.spine_axis import SpineAxis, body_axis
 class VertebraeParams:
     discs: DiscParams = field(default_factory=DiscParams)
     posterior_slope: float = POSTERIOR_SLOPE
-    min_vertebra_ml: float = 1.0       # smaller pieces (a sliver at the edge of the field of view) are dropped
+    min_vertebra_ml: float = 1.0
+    reattach: bool = True               # pieces cut off their vertebra go back to the one they touch       # smaller pieces (a sliver at the edge of the field of view) are dropped
 
 
 def label_vertebrae(image: Image, params: ClassicalParams | None = None, progress: Progress | None = None,
@@ -73,7 +74,7 @@ def label_vertebrae(image: Image, params: ClassicalParams | None = None, progres
     mask = to_canonical(spine.mask).image.array > 0
 
     progress.step("vertebral-body axis and disc levels", 0.95)
-    axis = body_axis(mask, _centre_columns(spine, ct, mask.shape[0]), spacing)
+    axis = body_axis(mask, _centres(spine, ct, mask.shape[0]), spacing)
     discs = find_discs(hu, spacing, axis, vp.discs)
     timings["discs"] = time.perf_counter() - started
 
@@ -82,6 +83,8 @@ def label_vertebrae(image: Image, params: ClassicalParams | None = None, progres
     corner = np.array([b.start for b in box], float) * spacing
     shifted = SpineAxis(axis.arc_mm, axis.points - corner, axis.tangent, axis.lateral, axis.anterior, axis.body_depth_mm)
     segments = split_mask(mask[box], spacing, shifted, _shifted(discs, corner), vp.posterior_slope)
+    if vp.reattach:
+        segments = reattach_fragments(segments)
     segments, bounded = _keep_vertebrae(segments, len(discs.index), np.prod(spacing) / 1000.0, vp.min_vertebra_ml)
     timings["cut"] = time.perf_counter() - started - timings["discs"]
 
@@ -112,13 +115,14 @@ def label_vertebrae(image: Image, params: ClassicalParams | None = None, progres
     )
 
 
-def _centre_columns(spine, ct: Image, nz: int) -> np.ndarray:
-    columns = np.full(nz, np.nan)
+def _centres(spine, ct: Image, nz: int) -> np.ndarray:
+    """The spine centerline's (row, column) on each canonical slice (NaN where it has none)."""
+    centres = np.full((nz, 2), np.nan)
     for point in spine.centerline_centres_lps:
-        i, _, k = ct.lps_to_index(point)
+        i, j, k = ct.lps_to_index(point)
         if 0 <= round(k) < nz:
-            columns[int(round(k))] = i
-    return columns
+            centres[int(round(k))] = (j, i)
+    return centres
 
 
 def _keep_vertebrae(segments: np.ndarray, n_discs: int, ml_per_voxel: float, min_ml: float):
