@@ -21,10 +21,12 @@ names the IIS network's vertebrae -- picks the labels (allowing T13 when the rib
 anchor, the segments are still labelled (the lowest one in view called L5, the IIS convention) but the
 result says the names are uncertain: nothing in view tells which vertebrae these are.
 
-- **S1** (when T12 is not in view): far-reaching bone beside the lowest segments, separated from the ribs
-  above by at least three rib-free segments, is the pelvis; the highest segment beside it is S1. (A test
-  of the bone fraction beside each segment could not tell the iliac wings from contrast-filled kidneys
-  and the lowest ribs on the shared scans, so the pelvis is recognised by its place.)
+- **S1**: a tall, large bone beside the lowest segments only (an ilium, ``classical.ribs``), with at
+  least three complete rib-free vertebrae right above it: the lowest segment (the sacrum has no disc
+  below it) is S1 -- the iliac crest also reaches L5, so the highest segment beside the ilium is not. With T12 in
+  view as well, the two must agree (five lumbar vertebrae between them; six make an L6). (A test of the
+  bone fraction beside each segment could not tell the iliac wings from contrast-filled kidneys and the
+  lowest ribs on the shared scans.)
 """
 
 from __future__ import annotations
@@ -46,23 +48,24 @@ class Naming:
     evidence: list[list[str]] = field(default_factory=list)   # per segment
 
 
-def name_segments(ribs: list[tuple[bool, bool]], complete: list[bool]) -> Naming:
-    """Names for ``len(ribs)`` segments, bottom to top; ``ribs[i] = (left, right)``."""
+def name_segments(ribs: list[tuple[bool, bool]], complete: list[bool], ilium: list[bool] | None = None) -> Naming:
+    """Names for ``len(ribs)`` segments, bottom to top; ``ribs[i] = (left, right)``; ``ilium[i]``: a large
+    bone beside the lowest segments only touches segment ``i`` (``classical.ribs``)."""
     n = len(ribs)
     bearing = [i for i, (left, right) in enumerate(ribs) if left or right]
     evidence = [[_rib_text(*r)] for r in ribs]
-    pelvis = _pelvis_group(bearing)
+    pelvis = _pelvis_group(ilium or [False] * n, bearing, complete)
     if pelvis:
-        bearing = bearing[len(pelvis):]
+        bearing = [i for i in bearing if i > pelvis[-1]]
         for i in pelvis:
-            evidence[i][0] = "bone reaching far laterally below a rib-free run: pelvis (ilium)"
+            evidence[i][0] = "an ilium beside it, below complete rib-free vertebrae"
     anchor = None
     if bearing and any(complete[i] for i in range(bearing[0])):
         anchor = ("T12", bearing[0], T12_ORDER)
         evidence[bearing[0]].append("lowest rib-bearing vertebra with a whole rib-free one below it: T12")
     elif pelvis:
-        anchor = ("S1", pelvis[-1], 25.5)
-        evidence[pelvis[-1]].append("highest vertebra beside the pelvis: S1")
+        anchor = ("S1", pelvis[0], 25.5)
+        evidence[pelvis[0]].append("the lowest segment, beside the ilium, with no disc below it: S1")
     elif bearing and bearing[-1] < n - 1:
         anchor = ("T1", bearing[-1], T1_ORDER)
         evidence[bearing[-1]].append("highest rib-bearing vertebra with a rib-free one above it: T1 (can be one level off)")
@@ -87,7 +90,7 @@ def name_segments(ribs: list[tuple[bool, bool]], complete: list[bool]) -> Naming
         elif count == 11:
             eleven = True
             evidence[at].append("only 11 rib-bearing vertebrae in view: eleven ribs, or a missed rib")
-    lumbar = at - pelvis[-1] - 1 if name == "T12" and pelvis else None
+    lumbar = at - pelvis[0] - 1 if name == "T12" and pelvis else None
     allow_l6 = lumbar == 6
     if allow_l6:      # a sixth rib-free vertebra above the sacrum: L6 (orders 24.5, then S1 at 25.5)
         values = [v if i >= at - 5 else 24.5 if i == at - 6 else 25.5 + (at - 7 - i) for i, v in enumerate(values)]
@@ -101,28 +104,29 @@ def name_segments(ribs: list[tuple[bool, bool]], complete: list[bool]) -> Naming
         elif allow_l6 and fit.transitional != "L6":
             certain = False
     note = {"T12": f"named from the ribs: the lowest rib-bearing vertebra is {VERTEBRAE[fit.ids[at]].name}",
-            "S1": "named from the pelvis: the highest vertebra beside the iliac bones is S1; the lowest rib is not in view",
+            "S1": "named from the pelvis: the lowest segment, beside the iliac bones, is S1; the lowest rib is not in view",
             "T1": "names less certain: named from the first rib (T1); the lowest rib is not in view"}[name]
     if name == "T12" and pelvis and not certain:
-        note = (f"names uncertain: the ribs (T12) and the pelvis (S1) disagree -- {at - pelvis[-1] - 1} vertebrae "
+        note = (f"names uncertain: the ribs (T12) and the pelvis (S1) disagree -- {lumbar} vertebrae "
                 "between them, 5 expected; named from the ribs")
     elif name == "T12" and pelvis:
         note += " and the pelvis agrees (S1)" if lumbar == 5 else ", with six lumbar vertebrae above the pelvis (L6)"
     return Naming(fit.ids, certain, note, evidence)
 
 
-def _pelvis_group(bearing: list[int]) -> list[int]:
-    """The lowest run of segments with far-reaching bone, when it starts at the lowest segment and a run
-    of at least ``PELVIS_GAP`` rib-free segments separates it from the ribs above: the pelvis."""
-    if not bearing or bearing[0] != 0:
-        return []
-    run = [0]
-    for i in bearing[1:]:
-        if i != run[-1] + 1:
+def _pelvis_group(ilium: list[bool], bearing: list[int], complete: list[bool]) -> list[int]:
+    """The lowest segments beside an ilium, when at least ``PELVIS_GAP`` complete vertebrae without ribs
+    lie right above them (in a crop whose vertebrae are all cut, nothing is called pelvis)."""
+    run = []
+    for i, beside in enumerate(ilium):
+        if not beside:
             break
         run.append(i)
-    above = [i for i in bearing if i > run[-1]]
-    return run if above and above[0] - run[-1] - 1 >= PELVIS_GAP else []
+    if not run:
+        return []
+    above = range(run[-1] + 1, min(run[-1] + 1 + PELVIS_GAP, len(ilium)))
+    clear = len(above) == PELVIS_GAP and all(complete[i] and i not in bearing for i in above)
+    return run if clear else []
 
 
 def _rib_text(left: bool, right: bool) -> str:

@@ -46,6 +46,9 @@ class ClassicalParams:
     #    elsewhere) -----------------------------------------------------------------------------
     remove_aorta: bool = True
     """paper: subtract the descending aorta and the region anterior to it from the bone mask."""
+    blood_margin_mm: float = 1.0
+    """ours: the aorta and the contrast-filled vessels and heart joined to it (arterial phase) are removed
+    from the bone mask grown by this much (a stent-graft's metal ring lies on the lumen's edge) (mm)."""
     contrast_min_hu: float = 120.0
     """ours: blood brighter than this counts as contrast-enhanced (unenhanced blood is 30-60 HU) (HU)."""
     contrast_max_hu: float = 700.0

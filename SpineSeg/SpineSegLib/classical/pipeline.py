@@ -31,7 +31,7 @@ Console use::
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from SpineSegLib.core.errors import NoSpineFoundError
 from SpineSegLib.core.image import Image
 from SpineSegLib.core.orientation import to_canonical
 from SpineSegLib.core.progress import Progress
-from SpineSegLib.classical.aorta import AortaResult, find_descending_aorta, remove_from_bone
+from SpineSegLib.classical.aorta import AortaResult, connected_blood, find_descending_aorta, remove_from_bone
 from SpineSegLib.classical.body import body_mask
 from SpineSegLib.classical.bounding_lines import bounding_lines, has_canal, spinous_end
 from SpineSegLib.classical.centerline import CenterlineEstimate, estimate_centerline
@@ -149,7 +149,8 @@ def locate_spine(crop: BodyCrop, spacing_zyx, params: ClassicalParams, progress:
         progress.step("contrast agent and descending aorta", 0.2)
         prelim = np.where(first.valid[:, None], coarse_to_fine(first.centres, f), np.nan)
         aorta = find_descending_aorta(crop.hu, crop.body, spacing_zyx, prelim, params)
-    bone_seg, bone_loc = remove_from_bone(crop.bone, aorta, spacing_zyx)
+    removed = replace(aorta, mask=connected_blood(crop.hu, aorta, spacing_zyx)) if aorta.contrast else aorta
+    bone_seg, bone_loc = remove_from_bone(crop.bone, removed, spacing_zyx, margin_mm=params.blood_margin_mm)
 
     progress.step("spine centerline", 0.3)
     if aorta.contrast or not params.remove_aorta:

@@ -11,8 +11,9 @@ reaches far laterally:
    components;
 3. a component that comes within ``CONTACT_MM`` of the spine mask and reaches ``REACH_MM`` or more from
    the body axis (lumbar transverse processes end at about 45 mm) is a **rib** of the vertebra that holds
-   most of its contact voxels, on the side where they lie; one that is also tall (``PELVIS_HEIGHT_MM``)
-   and large (``PELVIS_ML``) is **pelvis** (an ilium), and the vertebrae it touches are sacral.
+   most of its contact voxels, on the side where they lie; one that is also tall (``TALL_MM``) and large
+   (``MERGED_ML``) is either ribs joined through posterior bone the mask left out (it touches vertebrae all
+   along the thorax) or, when it touches only the lowest ``PELVIS_SEGMENTS`` vertebrae, an **ilium**.
 
 All in the canonical frame (``classical.spine_axis``). The box and the contact band keep this to a few
 hundred milliseconds on a chest CT (a whole-volume search took 18 s in an earlier probe).
@@ -33,6 +34,7 @@ GAP_MM, CONTACT_MM = 1.5, 5.0
 COARSE_MM = 2.0
 REACH_MM = 60.0
 TALL_MM, MERGED_ML = 45.0, 25.0
+PELVIS_SEGMENTS = 3
 PELVIS_FRACTION = 0.12
 
 
@@ -42,7 +44,13 @@ class LateralBone:
 
     rib_left: dict = field(default_factory=dict)      # {segment: reach mm}
     rib_right: dict = field(default_factory=dict)
-    pelvis: dict = field(default_factory=dict)        # {segment: contact voxels}
+    size_ml: dict = field(default_factory=dict)       # {segment: volume of its largest far-reaching bone (ml)}
+    height_mm: dict = field(default_factory=dict)     # {segment: superior-inferior extent of that bone (mm)}
+    pelvis: dict = field(default_factory=dict)        # {segment: volume (ml) of a tall, large bone touching
+                                                      #  only the lowest PELVIS_SEGMENTS segments: an ilium}
+
+    def beside_pelvis(self, segment: int) -> bool:
+        return segment in self.pelvis
 
     def has_rib(self, segment: int) -> tuple[bool, bool]:
         return segment in self.rib_left, segment in self.rib_right
@@ -88,30 +96,16 @@ def lateral_bone(hu: np.ndarray, spine_mask: np.ndarray, spacing_zyx, axis: Spin
             continue
         contact = (np.argwhere(touching) + corner) * coarse + offset
         owners = np.searchsorted(disc_index, axis.nearest(contact)) + 1
-        if (obj[0].stop - obj[0].start) * spacing[0] >= TALL_MM and sizes[c] * np.prod(coarse) >= MERGED_ML * 1000:
-            continue    # ribs joined through posterior bone the mask left out: no single owner
+        height, volume = (obj[0].stop - obj[0].start) * spacing[0], sizes[c] * np.prod(coarse) / 1000.0
+        if height >= TALL_MM and volume >= MERGED_ML:
+            if owners.max() <= PELVIS_SEGMENTS:     # beside the lowest vertebrae only: an ilium
+                for seg in np.unique(owners):
+                    found.pelvis[int(seg)] = max(found.pelvis.get(int(seg), 0.0), float(volume))
+            continue    # ribs joined through posterior bone the mask left out, or an ilium: no single owner
         owner = int(np.bincount(owners).argmax())
+        if volume > found.size_ml.get(owner, 0.0):
+            found.size_ml[owner], found.height_mm[owner] = float(volume), float(height)
         table = found.rib_left if side[np.abs(side).argmax()] > 0 else found.rib_right
         table[owner] = max(table.get(owner, 0.0), reach)
     return found
 
-
-def pelvis_fraction(hu: np.ndarray, spacing_zyx, axis: SpineAxis, disc_index: np.ndarray, bone_hu: float = 250.0) -> dict:
-    """``{segment: fraction}``: how much of the region beside and behind each segment (40-90 mm lateral,
-    from 10 mm in front of the body axis to 60 mm behind it) is bone. The iliac wings and the sacral
-    alae fill it at the sacrum; ribs fill a few per cent of it, muscle and kidneys none."""
-    spacing = np.asarray(spacing_zyx, float)
-    lateral = np.concatenate([np.arange(-90.0, -40.0, 3.0), np.arange(40.0, 90.0, 3.0)])
-    depth = np.arange(-10.0, 60.0, 3.0)
-    grid_l, grid_d = [a.ravel() for a in np.meshgrid(lateral, depth, indexing="ij")]
-    fractions = {}
-    bounds = np.concatenate([[0], disc_index, [len(axis.points)]])
-    for segment in range(1, len(bounds)):
-        rows = np.arange(bounds[segment - 1], bounds[segment], 2)
-        if rows.size == 0:
-            continue
-        points = (axis.points[rows, None, :] + grid_l[None, :, None] * axis.lateral[rows, None, :]
-                  - grid_d[None, :, None] * axis.anterior[rows, None, :])
-        values = ndimage.map_coordinates(hu, (points / spacing).reshape(-1, 3).T, order=0, mode="constant", cval=-1000)
-        fractions[segment] = float((values >= bone_hu).mean())
-    return fractions

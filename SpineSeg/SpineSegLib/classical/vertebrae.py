@@ -93,7 +93,7 @@ def label_vertebrae(image: Image, params: ClassicalParams | None = None, progres
     lateral = lateral_bone(hu, mask, spacing, axis, discs.index, (params or ClassicalParams()).bone_threshold_hu)
     pieces = ndimage.find_objects(segments)
     complete = [bounded[s] and not _touches_border(pieces[s - 1], box, mask.shape) for s in kept]
-    naming = name_segments([lateral.has_rib(s) for s in kept], complete)
+    naming = name_segments([lateral.has_rib(s) for s in kept], complete, [lateral.beside_pelvis(s) for s in kept])
     ids = np.zeros(max(kept, default=0) + 1, np.uint8)
     for s, label in zip(kept, naming.ids):
         ids[s] = label
