@@ -25,6 +25,7 @@ from conftest import data_path
 
 from SpineSegLib.core.errors import InputError, OutputExistsError
 from SpineSegLib.core.image import read_image
+from SpineSegLib.core.labels import by_name
 from SpineSegLib.core.orientation import to_canonical
 from SpineSegLib.evaluation.measurements import _frame
 from SpineSegLib.evaluation.report_sheet import SHEET_SIZE_PX
@@ -210,3 +211,18 @@ def test_rows_for_table(lidc):
     assert l1["Vertebra"] == "L1" and l1["Genant grade"] == 0 and l1["Complete"] is True
     assert l1["Trabecular HU"] == round(l1["Trabecular HU"]) and l1["Wedge A/P"] == round(l1["Wedge A/P"], 2)
     assert table[0]["Trabecular HU"] is None and table[0]["Genant grade"] is None
+
+
+def test_a_body_with_gaps_along_its_height_is_not_graded(lidc):
+    """A body segmented as pieces (a gap across its middle, as the classical mask leaves in low-density
+    lumbar bodies) would measure as a crush fracture: it is not graded, and the note says why."""
+    labels, ct, _, rows = lidc
+    array = labels.array.copy()
+    l1 = array == by_name("L1").label
+    middle = int(round(labels.lps_to_index(rows["L1"].centroid_lps)[2]))   # the body's mid-height slice
+    array[middle - 1:middle + 1][l1[middle - 1:middle + 1]] = 0      # a 5 mm gap across the whole vertebra
+    after = {r.name: r for r in vertebra_report(labels.with_array(array), ct).rows}
+    assert rows["L1"].height_continuity >= 0.95
+    assert after["L1"].height_continuity < 0.9
+    assert after["L1"].genant_grade is None and "gaps along its height" in after["L1"].grade_note
+    assert after["T12"].genant_grade == 0                            # its neighbours stay graded

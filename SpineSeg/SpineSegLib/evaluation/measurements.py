@@ -19,7 +19,10 @@ Method (all in millimetres, in physical LPS space, so any voxel size and orienta
    the mask is sampled along each line (linear interpolation, inside where >= 0.5, 0.25 mm steps) and
    the line's height is the length of its longest inside run (endplate to endplate). The **anterior,
    middle and posterior heights** are the medians of the line heights of the anterior, middle and
-   posterior third. (The semi-quantitative method of Genant et al. reads the same three heights from a
+   posterior third. The **height continuity** is the median, over the lines, of the longest run divided by
+   the extent from the line's first to its last inside sample: 1 for a solid body, lower where the mask has
+   gaps along the height (a body segmented as pieces of cortex), whose heights are then too short.
+   (The semi-quantitative method of Genant et al. reads the same three heights from a
    lateral radiograph; here they come from the 3-D mask, along the local axis rather than the image's
    superior axis, so a tilted spine does not shorten them.)
 
@@ -62,6 +65,8 @@ class VertebraMeasurement:
     anterior_height_mm: float        # NaN when the body could not be measured
     middle_height_mm: float
     posterior_height_mm: float
+    height_continuity: float = math.nan  # median over the height lines of longest inside run / first-to-last
+                                         # extent: < 1 where the mask has gaps along the body's height
 
     def row(self) -> dict:
         d = asdict(self)
@@ -175,7 +180,7 @@ def body_heights(mask: np.ndarray, grid: Image, centroid_lps, axis_lps, band_mm:
     extent (the reported depth) is split into thirds; each height is the median of ``h`` in its third.
     """
     nan = {"body_depth_mm": math.nan, "anterior_height_mm": math.nan, "middle_height_mm": math.nan,
-           "posterior_height_mm": math.nan}
+           "posterior_height_mm": math.nan, "height_continuity": math.nan}
     kji = np.argwhere(mask)
     if len(kji) < 8:
         return nan
@@ -199,16 +204,31 @@ def body_heights(mask: np.ndarray, grid: Image, centroid_lps, axis_lps, band_mm:
     ijk = (pts - np.asarray(grid.origin)) @ inverse.T
     sampled = ndimage.map_coordinates(mask.astype(np.float32), [ijk[..., 2], ijk[..., 1], ijk[..., 0]],
                                       order=1, cval=0.0)
-    profile = np.median(_longest_run(sampled >= 0.5) * sample_mm, axis=1)      # h(a), back to front
+    inside = sampled >= 0.5
+    runs = _longest_run(inside) * sample_mm
+    profile = np.median(runs, axis=1)                                          # h(a), back to front
     proper = np.flatnonzero(profile >= 0.5 * profile.max()) if profile.max() > 0 else []
     if len(proper) < 3:
         return nan
+    span = _span(inside) * sample_mm
+    lines = runs[proper[0]:proper[-1] + 1].ravel()
+    spans = span[proper[0]:proper[-1] + 1].ravel()
     profile = profile[proper[0]:proper[-1] + 1]
     thirds = np.array_split(profile[::-1], 3)                                  # front to back
     return {"body_depth_mm": float(len(profile) * line_step_mm),
             "anterior_height_mm": float(np.median(thirds[0])),
             "middle_height_mm": float(np.median(thirds[1])),
-            "posterior_height_mm": float(np.median(thirds[2]))}
+            "posterior_height_mm": float(np.median(thirds[2])),
+            "height_continuity": float(np.median(lines[spans > 0] / spans[spans > 0])) if (spans > 0).any()
+            else math.nan}
+
+
+def _span(inside: np.ndarray) -> np.ndarray:
+    """Length (in samples) from the first to the last True along the last axis (0 where none)."""
+    any_ = inside.any(axis=-1)
+    first = np.argmax(inside, axis=-1)
+    last = inside.shape[-1] - 1 - np.argmax(inside[..., ::-1], axis=-1)
+    return np.where(any_, last - first + 1, 0)
 
 
 def measure_vertebrae(labels: Image, image: Optional[Image] = None, ids=None, **options) -> list[VertebraMeasurement]:

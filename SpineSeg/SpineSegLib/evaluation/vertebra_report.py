@@ -62,6 +62,7 @@ GRADE_LIMITS = (0.20, 0.25, 0.40)
 GRADE_NAMES = {0: "normal", 1: "mild", 2: "moderate", 3: "severe"}
 #: ids not graded: C1 (no body), C2 (the dens), the sacrum
 NOT_GRADED = {1: "C1 has no vertebral body", 2: "C2 (dens) is not graded", 26: "the sacrum is not graded"}
+MIN_CONTINUITY = 0.9        # a body this solid along its height (measurements.body_heights) is graded
 L1_LABEL = 20
 #: L1 trabecular attenuation thresholds of Pickhardt et al. 2013 (HU)
 SPECIFIC_HU, SENSITIVE_HU = 110.0, 160.0
@@ -89,6 +90,7 @@ class VertebraRow:
     anterior_height_mm: float
     middle_height_mm: float
     posterior_height_mm: float
+    height_continuity: float = math.nan     # 1: the body is solid along its height; lower: gaps (not graded)
     wedge_ratio: float = math.nan           # anterior / posterior
     biconcave_ratio: float = math.nan       # middle / posterior
     crush_ratio: float = math.nan           # posterior / neighbours' mean posterior
@@ -232,6 +234,7 @@ def vertebra_report(labels: Image, ct: Image, info: Optional[dict] = None, erosi
     for m in measured:
         row = VertebraRow(m.label, m.name, m.voxels, m.volume_ml, m.centroid_lps, m.axis_lps, m.body_depth_mm,
                           m.anterior_height_mm, m.middle_height_mm, m.posterior_height_mm)
+        row.height_continuity = m.height_continuity
         _set_completeness(row, info.get(m.label), border.get(m.label, True))
         core = _set_trabecular(row, labels, ct, boxes[m.label - 1], m, erosion_mm, min_core_ml, options)
         if core is not None:
@@ -340,7 +343,8 @@ def _ratio(a: float, b: float) -> float:
 
 def grade_rows(rows: list) -> None:
     """Set the ratios, the largest height loss, its type and the grade of every row (top to bottom)."""
-    usable = [r.complete and r.label not in NOT_GRADED and math.isfinite(r.posterior_height_mm) for r in rows]
+    usable = [r.complete and r.label not in NOT_GRADED and math.isfinite(r.posterior_height_mm)
+              and not r.height_continuity < MIN_CONTINUITY for r in rows]
     for n, row in enumerate(rows):
         neighbours = [rows[j].posterior_height_mm for j in (n - 1, n + 1) if 0 <= j < len(rows) and usable[j]]
         row.wedge_ratio = _ratio(row.anterior_height_mm, row.posterior_height_mm)
@@ -359,6 +363,9 @@ def grade_rows(rows: list) -> None:
             row.grade_note = "not graded: incomplete (cut by the field of view)"
         elif not losses:
             row.grade_note = "not graded: the body heights could not be measured"
+        elif row.height_continuity < MIN_CONTINUITY:
+            row.grade_note = (f"not graded: the body's mask has gaps along its height (continuity "
+                              f"{row.height_continuity:.2f}), so its heights would be too short")
         else:
             row.genant_grade = genant_grade(row.height_loss_pct / 100.0)
             loss = f"{row.height_loss_pct:.0f} % {row.deformity_type} loss" if row.deformity_type else "no height loss"
