@@ -33,8 +33,9 @@ dynamic-programming refinement of the vertebral bodies' anterior contour.
 the bounding lines, parabola and DP points of the axial slice shown in the red view (or the layout's first slice
 view; they follow it as you scroll). With a reference segmentation or label map, IoU, Dice, HD95 and ASSD are
 computed. With <b>Vertebrae</b> checked, the spine is also cut into vertebrae at the discs and named from the ribs
-and the sacrum: one named segment per vertebra and a per-vertebra table (uncertain names are said so in the status
-line). Try it on Sample Data &gt; SpineSeg.
+and the pelvis: one named segment per vertebra and a per-vertebra report table (heights, deformity grade, trabecular
+HU; uncertain names are said so in the status line); with a reference, also per-vertebra Dice, ASSD, detection and
+identification. Try it on Sample Data &gt; SpineSeg.
 <br><br>From the Python console:<pre>
 logic = slicer.util.getModuleLogic("SpineSeg")
 out = logic.run(getNode("CTChest"))

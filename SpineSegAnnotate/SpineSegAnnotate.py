@@ -24,7 +24,8 @@ class SpineSegAnnotate(ScriptedLoadableModule):
         self.parent.helpText = _("""
 Builds a spine dataset by correcting automatic results, the way CTSpine1K and SPIDER were made: open an annotation
 dataset folder (<tt>spineseg dataset init</tt>), press <b>Next case</b> (the next cases are predicted in the
-background by the chosen model), correct the vertebra segments, <b>Save correction</b> (a new label version;
+background by the chosen model -- or, with <b>Predict with: Classical</b>, model-free for CT; MR cases are refused),
+correct the vertebra segments, <b>Save correction</b> (a new label version;
 nothing is ever overwritten), <b>Relabel</b> ("this is T12", the rest follows), <b>Review</b>, and
 <b>Fine-tune</b> the model on the corrected cases in the background (Cancel stops it) with the per-vertebra Dice
 before and after on the validation cases.

@@ -6,6 +6,12 @@ until the run is over -- as a user of 3D Slicer would, with the engine's real ch
 * ``iis``: the IIS panel on a scan (the bundled model of the scan's modality preselected): Run then Cancel (the scene
   as before), Step a few passes then Cancel (the scene as before), Step then "Run to end" (a result), Run (a result).
 * ``classical``: the classical panel on the bundled sample: Apply then Cancel (the scene as before), Apply (a result).
+* ``classical-vertebrae``: the classical panel with its Vertebrae checkbox on: Apply on the bundled sample (named,
+  coloured vertebra segments and the report table), Evaluate against the sample's reference vertebrae (the per-vertebra
+  table), then Apply on the sample's upper half (uncertain names, said in the status line).
+* ``annotate-classical``: the SpineSeg Annotate panel on a dataset (``--dataset``): Open, "Predict with: Classical",
+  Next (waiting for the model-free prediction of the case in the child), the case shown -- or, on an MR dataset,
+  the child's refusal in the status line and a dialog.
 
 Every step is recorded in a JSON report (``DRIVE-REPORT {...}`` as the last line); an error dialog the panel shows is
 recorded too. Runs in its own process (the harness replaces ``slicer``, ``qt`` and ``ctk`` in ``sys.modules``).
@@ -14,6 +20,8 @@ Console use::
 
     python Testing/slicer_drive.py iis --volume ../shared/data/mr/vertebral-bodies-myosegmentum/44_img.nii.gz
     python Testing/slicer_drive.py classical
+    python Testing/slicer_drive.py classical-vertebrae
+    python Testing/slicer_drive.py annotate-classical --dataset /tmp/ct-dataset
 """
 
 from __future__ import annotations
@@ -52,7 +60,8 @@ class Driver:
         """The module's Widget built as Slicer builds it, shown (``enter``); returns its panel."""
         parent_widget, self.widget = slicer_harness.setup_widget(self.python_module, self.module)
         parent_widget.isEntered = True
-        self.widget.enter()
+        if hasattr(self.widget, "enter"):      # Slicer calls it only when the module's Widget defines it
+            self.widget.enter()
         return self.widget.panel
 
     def tick_until(self, timer, done, timeout_s: float, what: str, interval_s: float = 0.05) -> float:
@@ -201,15 +210,135 @@ def drive_classical() -> dict:
     return report
 
 
+def _vertebrae_step(panel, action: str, seconds: float) -> dict:
+    """What a vertebrae run put into the scene: segments (name, colour, label), the report table, the status."""
+    from SpineSegLib.slicer.segmentations import segment_labels
+    from SpineSegLib.slicer.tables import table_rows
+
+    out = panel.outputs
+    step = dict(action=action, state=panel.task.state, seconds=seconds, status=panel.ui.statusLabel.text)
+    if out is None or out.vertebrae_segmentation is None:
+        return step
+    seg = out.vertebrae_segmentation
+    labels = segment_labels(seg)
+    segments = [seg.GetSegmentation().GetNthSegment(i) for i in range(seg.GetSegmentation().GetNumberOfSegments())]
+    ids = [seg.GetSegmentation().GetSegmentIdBySegment(s) for s in segments]
+    step.update(segmentation=seg.GetName(), segments=[s.GetName() for s in segments],
+                colours=[[round(c, 4) for c in s.GetColor()] for s in segments], labels=[labels[i] for i in ids],
+                spine_visible=bool(out.segmentation.GetDisplayNode().GetVisibility()),
+                table=out.vertebrae_table.GetName(), rows=[r["Vertebra"] for r in table_rows(out.vertebrae_table)],
+                table_shown=panel.ui.metricsTableView.mrmlTableNode() is out.vertebrae_table,
+                names_certain=out.naming.certain if out.naming is not None else None)
+    return step
+
+
+def drive_classical_vertebrae() -> dict:
+    from SpineSegLib.core.image import Image, read_image
+    from SpineSegLib.core.orientation import to_canonical
+    from SpineSegLib.core.resources import resource_dir
+    from SpineSegLib.slicer.self_tests import load_sample
+    from SpineSegLib.slicer.tables import table_rows
+    from SpineSegLib.slicer.volumes import image_to_volume, volume_to_image
+    from SpineSegLib.slicer.widget_samples import SAMPLE
+
+    d = Driver("SpineSeg")
+    report = dict(module="SpineSeg", errors=d.errors, steps=[])
+    scene = d.slicer.mrmlScene
+    volume = load_sample(scene)
+    panel = d.open_panel()
+    ui, p = panel.ui, panel.parameterNode
+    ui.vertebraeCheckBox.checked = True                       # the user ticks "Vertebrae"
+    report.update(input=p.inputVolume.GetName() if p.inputVolume else None, vertebrae_parameter=p.vertebrae)
+
+    ui.applyButton.click()
+    seconds = d.tick_until(panel.timer, lambda: panel.task.finished, 600, "Apply with vertebrae")
+    report["steps"].append(_vertebrae_step(panel, "Apply (vertebrae)", seconds))
+
+    # Evaluate against the sample's reference vertebrae (a label map the user loaded and picked)
+    reference = image_to_volume(scene, read_image(resource_dir("samples") / SAMPLE / "vertebrae.nii.gz"),
+                                "reference vertebrae", labelmap=True)
+    ui.referenceSelector.setCurrentNode(reference)
+    enabled = ui.evaluateButton.enabled
+    ui.evaluateButton.click()
+    out = panel.outputs
+    table = out.vertebrae_evaluation
+    report["steps"].append(dict(
+        action="Evaluate", enabled=enabled, reference_parameter=p.referenceNode is reference,
+        status=ui.statusLabel.text, spine_dice=out.metrics.get("dsc"),
+        table=table.GetName() if table is not None else None,
+        table_shown=table is not None and ui.metricsTableView.mrmlTableNode() is table,
+        rows=[{k: r[k] for k in ("ref_name", "pred_name", "status", "dice", "assd_mm", "detected", "identified")}
+              for r in table_rows(table)] if table is not None else [],
+        summary={k: out.vertebrae_scores.get(k) for k in ("detected", "id_correct", "reference_vertebrae", "extra",
+                                                          "dice_mean", "assd_mm_mean")}))
+
+    # the upper half of the sample (only the first rib in view): the names are uncertain
+    can = to_canonical(volume_to_image(volume)).image
+    half = can.array.shape[0] // 2
+    upper = Image(can.array[half:].copy(), can.spacing, tuple(can.index_to_lps([0, 0, half])), can.direction)
+    ui.referenceSelector.setCurrentNode(None)
+    ui.inputSelector.setCurrentNode(image_to_volume(scene, upper, "upper half"))
+    ui.applyButton.click()
+    seconds = d.tick_until(panel.timer, lambda: panel.task.finished, 600, "Apply on the upper half")
+    report["steps"].append(_vertebrae_step(panel, "Apply (vertebrae, upper half)", seconds))
+    report["temporary_nodes_left"] = temporary_nodes(scene)
+    d.widget.cleanup()
+    return report
+
+
+def drive_annotate_classical(dataset: str) -> dict:
+    d = Driver("SpineSegAnnotate")
+    from SpineSegLib.slicer.annotation_widget import METHOD_CHOICES     # imports qt: after the harness is in place
+
+    report = dict(module="SpineSegAnnotate", errors=d.errors, steps=[], shown_volumes=[])
+    # fit=True needs the application's slice logics, which the harness does not model: record what is shown
+    d.slicer.util.setSliceViewerLayers = lambda background=None, **kw: report["shown_volumes"].append(
+        background.GetName() if background is not None else None)
+    d.open_panel()
+    panel = d.widget.panel
+    ui, logic = panel.ui, panel.logic
+    logic.threads = 1
+    ui.datasetPathLineEdit.currentPath = dataset
+    ui.openButton.click()
+    report["steps"].append(dict(action="Open", status=ui.statusLabel.text, cases=[r["case"] for r in logic.cases()]))
+    ui.methodComboBox.currentIndex = [m for m, _ in METHOD_CHOICES].index("classical")
+    report["steps"].append(dict(action="Predict with: Classical", method=logic.method,
+                                choice=ui.methodComboBox.currentText, prefetch=logic.prefetch_state()))
+    ui.nextButton.click()
+    waiting = ui.statusLabel.text
+    seconds = d.tick_until(panel._timer, lambda: logic.case is not None or d.errors, 300,
+                           "Next with the classical method")
+    d.tick_until(panel._timer, lambda: not logic.prefetch_state().startswith("predicting"), 300,
+                 "the background predictions")
+    panel._timer._emit("timeout")                  # the panel's next tick shows how they ended
+    case = logic.case
+    segmentation = case.segmentation.GetSegmentation() if case is not None else None
+    report["steps"].append(dict(
+        action="Next", waiting=waiting, seconds=seconds, status=ui.statusLabel.text,
+        case=case.name if case else None, case_status=case.status if case else None, prefetch=ui.prefetchLabel.text,
+        failure=logic.prefetch_failure(),
+        segments=[segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+        if segmentation is not None else []))
+    d.widget.cleanup()
+    return report
+
+
+DRIVES = {"iis": lambda args: drive_iis(args.volume, args.threads, args.passes),
+          "classical": lambda args: drive_classical(),
+          "classical-vertebrae": lambda args: drive_classical_vertebrae(),
+          "annotate-classical": lambda args: drive_annotate_classical(args.dataset)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("panel", choices=("iis", "classical"))
+    parser.add_argument("panel", choices=tuple(DRIVES))
     parser.add_argument("--volume", help="the scan the IIS panel segments")
+    parser.add_argument("--dataset", help="the annotation dataset the Annotate panel opens")
     parser.add_argument("--threads", type=int, default=2, help="the IIS panel's CPU threads (default 2)")
     parser.add_argument("--passes", type=int, default=3, help="network passes stepped before Cancel (default 3)")
     args = parser.parse_args(argv)
     try:
-        report = drive_iis(args.volume, args.threads, args.passes) if args.panel == "iis" else drive_classical()
+        report = DRIVES[args.panel](args)
     except BaseException as exc:  # a report, whatever failed (the test asserts on it)
         report = dict(panel=args.panel, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-4000:])
     print("DRIVE-REPORT " + json.dumps(report, default=str))

@@ -221,6 +221,125 @@ def test_prefetch_plans_the_cases_after_the_current_one(dataset):
     assert not pf.pending("46")                                          # not started: nothing pending
 
 
+def test_the_classical_method_predicts_without_a_model(logic, dataset):
+    """The method choice: "classical" predicts the cases ahead with `dataset predict --method classical` (no model,
+    no device), recorded under classical_info's identity; back to "model" without a model predicts nothing."""
+    from SpineSegLib.annotation import open_dataset
+    from SpineSegLib.annotation.predict import classical_info
+    from SpineSegLib.slicer.annotation_prefetch import PrefetchProcess, plan_cases
+
+    logic.open(dataset)
+    assert not logic.predicts() and logic.start_prefetch() is None
+    with pytest.raises(InputError, match="unknown prediction method 'network'"):
+        logic.set_method("network")
+    logic.set_method("classical")
+    assert logic.predicts() and logic.method == "classical" and logic.model is None
+    ds = open_dataset(dataset)
+    sha = classical_info()["sha256"]
+    assert plan_cases(ds, 5, model_sha=sha) == ["44", "45", "46", "47"]     # imported labels: not the method's
+    pf = PrefetchProcess(ds, None, ["46", "47"], method="classical")
+    args = [str(a) for a in pf.task.command[pf.task.command.index("SpineSegLib") + 1:]]
+    assert args[:3] == ["dataset", "predict", str(dataset.resolve())]
+    assert args[args.index("--method") + 1] == "classical" and "--model" not in args and "--device" not in args
+    assert "--events" in args and args[args.index("--cases") + 1:][:2] == ["46", "47"]
+    logic.set_model(MR_MODEL)                  # the model stays chosen (fine-tuning), the method decides
+    assert logic.method == "classical" and logic.start_prefetch() is not None
+    logic.set_method("model")
+    assert logic._prefetch is None and logic.predicts()
+
+
+def test_the_classical_method_refuses_mr_cases_with_the_cli_message(logic, dataset):
+    """On an MR dataset the classical method's child refuses the cases with the message `spineseg dataset predict
+    --method classical` gives, which the panel shows; the dataset is unchanged."""
+    from SpineSegLib.annotation import open_dataset
+    from SpineSegLib.annotation.predict import predict_dataset
+
+    before = tree_digest(dataset)
+    logic.threads = 1
+    logic.open(dataset)
+    logic.set_method("classical")
+    task = logic.start_prefetch(after="45")
+    assert task.planned == ["46", "47"]
+    assert task.task.wait(120) == background.FAILED, task.task.output[-5:]
+    with pytest.raises(InputError) as cli:
+        predict_dataset(open_dataset(dataset), method="classical", cases=["46", "47"])
+    assert str(cli.value) == ("cases 46, 47: MR images; the classical method segments CT only (predict MR cases "
+                              "with an IIS model, --model)")
+    assert task.task.message == str(cli.value)
+    assert logic.prefetch_state() == f"background prediction failed: {cli.value}"
+    assert logic.prefetch_failure() == str(cli.value)              # what the panel shows in its status line
+    logic.set_method("model")
+    assert logic.prefetch_failure() == ""                          # told until the method changes
+    assert not logic.prediction_pending("46") and tree_digest(dataset) == before
+
+
+@pytest.mark.slow
+def test_next_on_a_ct_dataset_loads_the_classical_prediction(logic, tmp_path):
+    """A CT dataset of the bundled sample (a new case): with the classical method Next waits for the model-free
+    prediction in the child, then shows one named segment per vertebra; the version records the method."""
+    from SpineSegLib.annotation.predict import classical_info
+    from SpineSegLib.classical import ClassicalParams
+    from SpineSegLib.classical.vertebrae import label_vertebrae
+
+    sample = resource_dir("samples") / "LIDC-IDRI-0001-2.5mm" / "image.nii.gz"
+    ds = create_dataset(tmp_path / "ct-ds", [str(sample)], split="1,0,0", modality="ct")
+    logic.threads = 1
+    logic.open(ds.root)
+    logic.set_method("classical")
+    started = time.monotonic()
+    case = logic.next_case(wait=300)
+    print(f"\nclassical prediction of the sample from the panel's logic: {time.monotonic() - started:.1f} s")
+    assert case.status == "predicted", logic.prefetch_state()
+    expected = [v.name for v in label_vertebrae(read_image(sample), ClassicalParams()).vertebrae]
+    assert segment_names(case.segmentation) == expected and len(expected) >= 14      # C7-L3
+    version = logic.dataset.case(case.name).current_version
+    assert version["model"]["method"] == "classical" and version["model"]["sha256"] == classical_info()["sha256"]
+    assert not logic.prediction_pending(case.name)
+
+
+def drive_annotate(root) -> dict:
+    """The Annotate panel driven through its buttons under the harness (Testing/slicer_drive.py annotate-classical)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(REPO / "Testing" / "slicer_drive.py"), "annotate-classical",
+                           "--dataset", str(root)], capture_output=True, text=True, timeout=900, cwd=REPO,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("DRIVE-REPORT ")]
+    assert lines, f"no report (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    report = json.loads(lines[-1].split(" ", 1)[1])
+    assert not report.get("error"), report.get("traceback")
+    return report
+
+
+@pytest.mark.slow
+def test_the_panel_predicts_with_the_classical_method_or_refuses_mr(dataset, tmp_path):
+    """The panel's "Predict with: Classical" under the harness: on a CT dataset of the bundled sample Next waits for
+    the child's model-free prediction and shows the named vertebrae; on the MR dataset the child's refusal (the
+    command line's message) is in the status line and a dialog, and Next shows the case unpredicted."""
+    sample = resource_dir("samples") / "LIDC-IDRI-0001-2.5mm" / "image.nii.gz"
+    ct = create_dataset(tmp_path / "ct-ds", [str(sample)], split="1,0,0", modality="ct")
+    report = drive_annotate(ct.root)
+    opened, method, shown = report["steps"]
+    assert "1 new" in opened["status"] and method["method"] == "classical" and "Classical" in method["choice"]
+    assert shown["waiting"].startswith("Waiting for the prediction of case LIDC-IDRI-0001-2.5mm"), shown
+    assert shown["case_status"] == "predicted" and shown["status"].endswith("predicted, version 1"), shown
+    assert shown["segments"][0] in ("C6", "C7", "T1") and len(shown["segments"]) >= 14 and report["errors"] == []
+
+    report = drive_annotate(dataset)                                     # MR: refused by the child
+    refusal = ("cases 44, 45: MR images; the classical method segments CT only (predict MR cases with an IIS "
+               "model, --model)")
+    shown = report["steps"][-1]
+    assert report["errors"] == [refusal], report                          # one dialog: the first refusal
+    assert shown["case"] == "44" and shown["failure"].startswith("case"), shown
+    assert shown["failure"].endswith("the classical method segments CT only (predict MR cases with an IIS model, "
+                                     "--model)"), shown                   # the next cases: refused in the same words
+    assert shown["status"] == f"Background prediction failed: {shown['failure']}", shown
+    assert shown["case_status"] == "predicted" and shown["segments"] == ["L1", "L2", "L3", "L4", "L5"]
+
+
 def test_finetune_arguments_and_refusals(dataset, tmp_path):
     from SpineSegLib.annotation import open_dataset
 

@@ -354,3 +354,82 @@ def test_uncertain_names_reach_the_scene(sample):
     segmentation = out.vertebrae_segmentation.GetSegmentation()
     assert segmentation.GetNumberOfSegments() == len(out.vertebrae) >= 3
     assert segment_tag(segmentation.GetNthSegment(0), "SpineSeg.NamesCertain") == "false"
+
+
+def test_evaluate_adds_the_per_vertebra_metrics_of_the_shared_evaluation(vertebrae_run, sample):
+    """With vertebrae, Evaluate also gives the IIS module's per-vertebra table (slicer/vertebra_evaluation.py):
+    exactly evaluate_instance_images of the vertebrae segmentation against the reference, updated in place."""
+    from SpineSegLib.evaluation.instance_metrics import evaluate_instance_images
+    from SpineSegLib.slicer.vertebra_evaluation import EVALUATION_OF
+
+    scene, volume, out, direct, _ = vertebrae_run
+    ref = read_image(SAMPLE / "vertebrae.nii.gz")
+    reference = image_to_volume(scene, ref, "reference vertebrae", labelmap=True)
+    metrics = ClassicalLogic(scene).evaluate(out, reference)
+    assert metrics is out.metrics_table and out.metrics["dsc"] > 0.75
+    table = out.vertebrae_evaluation
+    assert table is not None and table.GetAttribute(EVALUATION_OF) == out.vertebrae_segmentation.GetID()
+    expected = evaluate_instance_images(direct.labels, ref, pred_completeness={
+        v.label: v.complete for v in direct.vertebrae})
+    rows, expected_rows = table_rows(table), expected.to_rows()
+    assert len(rows) == len(expected_rows) == len(expected.vertebrae) + len(expected.extras)
+    for row, want in zip(rows, expected_rows):               # one row per reference vertebra, then the extras
+        assert (row["ref_name"] or None, row["pred_name"] or None, row["status"]) == \
+            (want["ref_name"], want["pred_name"], want["status"])
+        if want["dice"] is not None:
+            assert row["dice"] == pytest.approx(want["dice"], rel=1e-9)
+            assert str(row["identified"]) == str(want["identified"])      # a table cell holds "True"/"False"
+    summary = expected.summary()
+    assert summary["reference_vertebrae"] == 18
+    assert out.vertebrae_scores["detected"] == summary["detected"] >= 10       # measured 13-14 of 18
+    assert out.vertebrae_scores["id_correct"] == summary["id_correct"] >= 10   # measured 15-16
+    assert table.GetAttribute("SpineSeg.id_accuracy") == str(summary["id_accuracy"])
+    assert table in out.nodes and out.vertebrae_evaluation_note == ""
+    ClassicalLogic(scene).evaluate(out, reference)
+    assert out.vertebrae_evaluation is table                                   # evaluated again: the same table
+    # a reference of the spine as a whole: the spine's metrics, no per-vertebra table, and why
+    spine_only = image_to_volume(scene, ref.with_array((ref.array > 0).astype(np.uint8)), "spine", labelmap=True)
+    ClassicalLogic(scene).evaluate(out, spine_only)
+    assert out.vertebrae_evaluation is None and table.GetScene() is None
+    assert "needs one label per vertebra" in out.vertebrae_evaluation_note and out.metrics["dsc"] > 0.75
+
+
+@pytest.mark.slow
+def test_the_panel_with_vertebrae_on_the_sample_through_the_harness():
+    """The SpineSeg panel driven through its buttons (Testing/slicer_drive.py, the engine's real child behind it):
+    the Vertebrae checkbox on, Apply gives one named segment per vertebra in the label table's colours and the
+    report table; Evaluate against the sample's reference vertebrae gives the per-vertebra table; on the upper half
+    of the sample the status line says the names are uncertain."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from SpineSegLib.core.labels import VERTEBRAE, by_name
+
+    proc = subprocess.run([sys.executable, str(REPO / "Testing" / "slicer_drive.py"), "classical-vertebrae"],
+                          capture_output=True, text=True, timeout=900, cwd=REPO,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("DRIVE-REPORT ")]
+    assert lines, f"no report (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    report = json.loads(lines[-1].split(" ", 1)[1])
+    assert not report.get("error"), report.get("traceback")
+    assert report["vertebrae_parameter"] is True and report["errors"] == [] and report["temporary_nodes_left"] == []
+    apply, evaluate, upper = report["steps"]
+    assert apply["state"] == "done" and apply["segmentation"] == "LIDC-IDRI-0001 vertebrae", apply
+    names = apply["segments"]
+    assert names[0] in ("C6", "C7", "T1") and names[-1] in ("L2", "L3", "L4") and len(names) >= 14, names   # C7-L3
+    assert names == apply["rows"] and apply["table_shown"] and not apply["spine_visible"]
+    for name, colour, label in zip(names, apply["colours"], apply["labels"]):
+        assert by_name(name).label == label and colour == pytest.approx(VERTEBRAE[label].color, abs=1e-3), name
+    assert apply["names_certain"] and "names: named from the ribs" in apply["status"]
+    assert evaluate["enabled"] and evaluate["reference_parameter"] and evaluate["table_shown"], evaluate
+    assert evaluate["table"] == "LIDC-IDRI-0001 vertebrae evaluation" and evaluate["spine_dice"] > 0.75
+    rows = {r["ref_name"]: r for r in evaluate["rows"] if r["ref_name"]}           # the extras have none
+    assert len(rows) == evaluate["summary"]["reference_vertebrae"] >= 16
+    yes = ("True", True)                                   # a table cell holds "True" / "False"
+    assert sum(r["identified"] in yes for r in rows.values()) == evaluate["summary"]["id_correct"] >= 10  # 15-16
+    assert sum(r["detected"] in yes for r in rows.values()) >= 10 and rows["T8"]["dice"] > 0.6           # 13-14; 0.74
+    assert evaluate["status"].startswith("Spine: Dice") and "detected" in evaluate["status"]
+    assert upper["state"] == "done" and upper["names_certain"] is False and len(upper["segments"]) >= 3, upper
+    assert "NAMES UNCERTAIN" in upper["status"] and upper["segments"] == upper["rows"]

@@ -33,7 +33,7 @@ from SpineSegLib.iis.model.catalog import list_models
 from SpineSegLib.iis.model.checkpoint import save_checkpoint
 from SpineSegLib.iis.model.config import IISConfig
 from SpineSegLib.iis.model.network import IISNet
-from SpineSegLib.slicer import iis_logic, iis_results
+from SpineSegLib.slicer import iis_logic, iis_results, vertebra_evaluation
 from SpineSegLib.slicer import process as background
 from SpineSegLib.slicer.common import export_labelmap, export_node
 from SpineSegLib.slicer.iis_display import PatchDisplay
@@ -512,7 +512,7 @@ def test_evaluate_is_instance_metrics_of_the_segmentation(lumbar):
     predicted = reference.with_array(np.where(reference.array == 24, 0, reference.array))     # L5 missed
     out = iis_results.import_result(scene, volume, image, predicted, fake_records(predicted, incomplete=(23,)), "mr")
     reference_node = image_to_volume(scene, reference, "reference", labelmap=True)
-    table, result = iis_results.evaluate(scene, out.segmentation, reference_node, volume)
+    table, result = vertebra_evaluation.evaluate(scene, out.segmentation, reference_node, volume)
     expected = evaluate_instance_images(predicted, reference, pred_completeness={20: True, 21: True, 22: True,
                                                                                  23: False})
     assert result.summary() == pytest.approx(expected.summary(), nan_ok=True)
@@ -520,7 +520,7 @@ def test_evaluate_is_instance_metrics_of_the_segmentation(lumbar):
     assert [r["ref_id"] for r in table_rows(table)] == [r["ref_id"] for r in expected.to_rows()]
     assert table.GetAttribute("SpineSeg.missed") == "1"
     with pytest.raises(InputError, match="no segmentation to evaluate"):
-        iis_results.evaluate(scene, None, reference_node, volume)
+        vertebra_evaluation.evaluate(scene, None, reference_node, volume)
 
 
 def test_evaluate_checks_that_reference_and_prediction_share_a_grid(lumbar):
@@ -532,14 +532,14 @@ def test_evaluate_checks_that_reference_and_prediction_share_a_grid(lumbar):
     out = iis_results.import_result(scene, volume, image, reference, fake_records(reference), "mr")
     # a reference label map on a coarser grid of the same scan: evaluated there, and the table says so
     coarse = resample_to_spacing(reference, (1.5, 1.5, 1.5), label=True)
-    table, result = iis_results.evaluate(scene, out.segmentation,
+    table, result = vertebra_evaluation.evaluate(scene, out.segmentation,
                                          image_to_volume(scene, coarse, "coarse", labelmap=True), volume)
     assert result.n_detected == 5 and result.summary()["dice_mean"] > 0.9
     assert table.GetAttribute("SpineSeg.grid_note").startswith(
         "resampled the prediction onto the reference's grid (nearest neighbour; spacing 1x1x1 -> 1.5x1.5x1.5 mm")
     # a segmentation drawn on the volume: on its grid, no note, the numbers of the label map
     same = labelmap_to_segmentation(scene, reference, reference_volume=volume, name="reference seg")
-    table, result = iis_results.evaluate(scene, out.segmentation, same, volume)
+    table, result = vertebra_evaluation.evaluate(scene, out.segmentation, same, volume)
     assert result.summary()["dice_mean"] == 1.0 and table.GetAttribute("SpineSeg.grid_note") is None
     # a label map or a segmentation elsewhere in space (another scan): refused, nothing added
     away = Image(reference.array, reference.spacing, np.add(reference.origin, 400.0), reference.direction)
@@ -549,7 +549,7 @@ def test_evaluate_checks_that_reference_and_prediction_share_a_grid(lumbar):
                        (away_segments, "reference 'elsewhere seg' and the volume")):
         before = scene.GetNumberOfNodes()
         with pytest.raises(InputError, match=f"{what} do not share a grid and do not overlap in space at all"):
-            iis_results.evaluate(scene, out.segmentation, node, volume)
+            vertebra_evaluation.evaluate(scene, out.segmentation, node, volume)
         assert scene.GetNumberOfNodes() == before
 
 

@@ -472,7 +472,7 @@ def test_start_point_is_the_first_control_point_in_lps():
 
 
 def test_evaluating_twice_updates_one_table(scene_with_ct_and_mr):
-    from SpineSegLib.slicer.iis_results import EVALUATION_OF, evaluate
+    from SpineSegLib.slicer.vertebra_evaluation import EVALUATION_OF, evaluate
     from SpineSegLib.slicer.segmentations import labelmap_to_segmentation
     from SpineSegLib.slicer.tables import table_rows
     from SpineSegLib.slicer.volumes import image_to_volume

@@ -12,8 +12,10 @@ dataset (``ds.relabel`` / ``ds.mark_reviewed``), and the segmentation is rebuilt
 case happens in one :func:`~SpineSegLib.slicer.scene.scene_transaction`: a failure leaves the scene as it was.
 
 **Next** takes the next case to annotate (``new`` or ``predicted``, in name order after the current one) and,
-with a model chosen, predicts the cases after it in a child process (:mod:`.annotation_prefetch`: ``spineseg
-dataset predict --cases``), so that the next one is ready when the annotator gets there.
+with a model chosen -- or the classical method (:meth:`AnnotationLogic.set_method`: model-free, CT only) --,
+predicts the cases after it in a child process (:mod:`.annotation_prefetch`: ``spineseg dataset predict --cases``,
+``--method classical``), so that the next one is ready when the annotator gets there. The child refuses MR cases for
+the classical method with the command line's message (:meth:`AnnotationLogic.prefetch_state`).
 **Fine-tune** runs in a child process: :mod:`.annotation_finetune`.
 
 Console use (Slicer's Python console; under ``slicer-core`` pass ``new_scene()``)::
@@ -23,6 +25,7 @@ Console use (Slicer's Python console; under ``slicer-core`` pass ``new_scene()``
     logic.open("/data/my-dataset")
     logic.cases()                     # [{'case': '07', 'status': 'predicted', 'split': 'train', ...}]
     logic.set_model("iis-mr.pt")      # predictions for the next cases, in the background
+    logic.set_method("classical")     # ... or model-free (a CT dataset); set_method("model") goes back to the model
     case = logic.next_case()          # loads it: case.volume, case.segmentation
     ...                               # edit the segments
     logic.save()                      # -> 3 (a new version, status corrected)
@@ -44,6 +47,7 @@ from SpineSegLib.core.errors import InputError
 from SpineSegLib.core.files import sha256_of
 from SpineSegLib.core.image import Image
 from SpineSegLib.core.labels import VERTEBRAE, name_of
+from SpineSegLib.annotation.predict import CLASSICAL, METHODS, MODEL, classical_info
 from SpineSegLib.annotation.store import AnnotationDataset, open_dataset
 from SpineSegLib.slicer import process as background
 from SpineSegLib.slicer.annotation_prefetch import PrefetchProcess, plan_cases
@@ -74,8 +78,8 @@ class AnnotationLogic:
     """An annotation dataset worked case by case in ``scene`` (module docstring: console use).
 
     ``user``: the annotator's name recorded with every version (default: the OS user); ``prefetch_count``:
-    how many cases after the current one are predicted in the background when a model is set; ``device`` and
-    ``threads``: for those predictions (one CPU thread leaves the others to Slicer).
+    how many cases after the current one are predicted in the background when a model is set (or the classical
+    method chosen); ``device`` and ``threads``: for those predictions (one CPU thread leaves the others to Slicer).
     """
 
     def __init__(self, scene=None, user: Optional[str] = None, prefetch_count: int = 2, device: str = "auto",
@@ -91,9 +95,11 @@ class AnnotationLogic:
         self.dataset: Optional[AnnotationDataset] = None
         self.case: Optional[CaseInScene] = None
         self.model: Optional[Path] = None
+        self.method: str = MODEL             # what predicts: the model, or the classical method (no model)
         self._prefetch: Optional[PrefetchProcess] = None
         self._model_sha: Optional[str] = None
         self._attempted: set = set()        # cases handed to a background prediction (never twice per model)
+        self._failure = ""                   # the message of the last background prediction that failed
 
     # -- the dataset ---------------------------------------------------------------------------------------
     def open(self, path, discard: bool = False) -> AnnotationDataset:
@@ -137,38 +143,61 @@ class AnnotationLogic:
 
     # -- predictions for the next cases --------------------------------------------------------------------
     def set_model(self, model_path) -> None:
-        """The model that predicts the cases ahead (None: no predictions); a running prefetch is stopped."""
+        """The model that predicts the cases ahead with the method "model" (None: no predictions) and that
+        fine-tuning starts from; a running prefetch of that model is stopped."""
         path = Path(model_path) if model_path else None
         if path is not None and not path.is_file():
             raise InputError(f"model weights not found: {path}")
         if path != self.model:
-            self.stop_prefetch()
-            self._attempted = set()
-            self._model_sha = sha256_of(path) if path is not None else None
-        self.model = path
+            self.model = path
+            if self.method == MODEL:
+                self._predictor_changed()
+
+    def set_method(self, method: str) -> None:
+        """What predicts the cases ahead: "model" (the model of :meth:`set_model`) or "classical" (model-free
+        vertebrae, CT only; recorded in place of a model, :func:`~SpineSegLib.annotation.predict.classical_info`)."""
+        if method not in METHODS:
+            raise InputError(f"unknown prediction method {method!r} (use {' or '.join(METHODS)})")
+        if method != self.method:
+            self.method = method
+            self._predictor_changed()
+
+    def _predictor_changed(self) -> None:
+        """A new model or method: stop its predictions, forget what was tried, take the new identity."""
+        self.stop_prefetch()
+        self._attempted, self._failure = set(), ""
+        if self.method == CLASSICAL:
+            self._model_sha = classical_info()["sha256"]
+        else:
+            self._model_sha = sha256_of(self.model) if self.model is not None else None
+
+    def predicts(self) -> bool:
+        """True when the cases ahead are predicted (the classical method, or a model chosen)."""
+        return self.method == CLASSICAL or self.model is not None
 
     def start_prefetch(self, after: Optional[str] = None, inclusive: bool = False):
         """Predict the ``prefetch_count`` cases after ``after`` that need it in a child process
         (:mod:`.annotation_prefetch`; none without a model, or while one still runs); returns the
         :class:`~SpineSegLib.slicer.annotation_prefetch.PrefetchProcess` or None."""
-        if self.model is None or self.prefetch_count < 1 or self.dataset is None:
+        if not self.predicts() or self.prefetch_count < 1 or self.dataset is None:
             return None
         if self._prefetch is not None and self._prefetch.poll() == background.RUNNING:
             return None
+        self.prefetch_failure()                  # a failure of the one it replaces stays told
         cases = [c for c in plan_cases(self.dataset, self.prefetch_count, after, self._model_sha, inclusive)
                  if c not in self._attempted]
         if not cases:
             return None
         self._attempted |= set(cases)
         self._prefetch = PrefetchProcess(self.dataset, self.model, cases, device=self.device, threads=self.threads,
-                                         python=self.python).start()
+                                         python=self.python, method=self.method).start()
         return self._prefetch
 
     def prediction_pending(self, name: str) -> bool:
         """True while case ``name`` waits for its background prediction (Next waits for it): it is being
         predicted, or it needs one, which starts as soon as no other prediction runs. A case whose prediction
         was tried once is not waited for again."""
-        if self.model is None or self.dataset is None:
+        if not self.predicts() or self.dataset is None:
             return False
         if self._prefetch is not None and self._prefetch.pending(name):
             return True
@@ -183,6 +212,14 @@ class AnnotationLogic:
             return ""
         self._prefetch.poll()
         return self._prefetch.state()
+
+    def prefetch_failure(self) -> str:
+        """The message of the last background prediction that failed since the model or method was chosen ('' when
+        none did): for the classical method on MR cases, the refusal ``spineseg dataset predict --method classical``
+        gives."""
+        if self._prefetch is not None and self._prefetch.poll() == background.FAILED:
+            self._failure = self._prefetch.task.message
+        return self._failure
 
     def stop_prefetch(self) -> None:
         """Kill the background predictions (what they saved stays saved)."""

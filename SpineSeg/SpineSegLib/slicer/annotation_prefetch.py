@@ -3,7 +3,9 @@
 The panel's prefetch: the ``count`` cases to annotate after the current one (status ``new`` or ``predicted``, in
 name order, wrapping round -- the cases :func:`SpineSegLib.annotation.prefetch.prefetch` would take) are handed to
 ``spineseg dataset predict DIR --model M --events --cases ...`` in a child process
-(:mod:`SpineSegLib.slicer.process`; its events are the progress). The in-process :class:`~SpineSegLib.annotation.prefetch.Prefetcher` runs torch in a Python thread, which inside 3D
+(:mod:`SpineSegLib.slicer.process`; its events are the progress) -- or, with the classical method, ``spineseg
+dataset predict DIR --method classical --events --cases ...`` (model-free, CT only: the child refuses MR cases with
+the command line's message, which becomes the task's). The in-process :class:`~SpineSegLib.annotation.prefetch.Prefetcher` runs torch in a Python thread, which inside 3D
 Slicer only advances while the GUI thread runs Python (Slicer does not enable PythonQt's thread support); the
 child runs at full speed and Cancel kills it. The child saves each prediction as a label version the way
 ``predict`` always does (never over a correction, re-checked under the case's lock); a killed child may leave a
@@ -15,6 +17,7 @@ Console use::
     from SpineSegLib.slicer.annotation_prefetch import PrefetchProcess, plan_cases
     ds = open_dataset("ds")
     pf = PrefetchProcess(ds, "iis-mr.pt", plan_cases(ds, 2, after="07")).start()
+    pf = PrefetchProcess(ds, None, plan_cases(ds, 2), method="classical").start()       # a CT dataset, no model
     pf.poll(); pf.pending("08")       # True until case 08's prediction is saved (or the child ends)
     pf.cancel()
 """
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Optional
 
 from SpineSegLib.annotation.naming import natural_key
-from SpineSegLib.annotation.predict import needs_prediction
+from SpineSegLib.annotation.predict import CLASSICAL, MODEL, needs_prediction
 from SpineSegLib.annotation.store import AnnotationDataset
 from SpineSegLib.slicer import process as background
 
@@ -50,15 +53,20 @@ def plan_cases(ds: AnnotationDataset, count: int, after: Optional[str] = None, m
 
 
 class PrefetchProcess:
-    """``spineseg dataset predict`` for the next cases in a child process (module docstring)."""
+    """``spineseg dataset predict`` for the next cases in a child process (module docstring); ``method``: "model"
+    (the IIS network of ``model``) or "classical" (model-free, ``model`` unused)."""
 
     def __init__(self, ds: AnnotationDataset, model, cases, device: str = "auto", threads: Optional[int] = 1,
-                 python: Optional[str] = None):
-        self.ds, self.model = ds, Path(model)
+                 python: Optional[str] = None, method: str = MODEL):
+        self.ds, self.method = ds, method
+        self.model = Path(model) if model and method == MODEL else None
         self.planned = [str(c) for c in cases]
         self._versions = {name: ds.case(name).current for name in self.planned}   # as they were when planned
-        args = ["dataset", "predict", ds.root.resolve(), "--model", self.model.resolve(), "--device", device,
-                "--events", "--cases", *self.planned]
+        if method == CLASSICAL:
+            predictor = ["--method", CLASSICAL]
+        else:
+            predictor = ["--model", Path(model).resolve(), "--device", device]
+        args = ["dataset", "predict", ds.root.resolve(), *predictor, "--events", "--cases", *self.planned]
         if threads:
             args += ["--threads", int(threads)]
         self.task = background.BackgroundProcess(

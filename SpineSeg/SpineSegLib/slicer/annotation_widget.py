@@ -4,7 +4,9 @@ class only reads the choices, asks before unsaved edits are dropped, and shows w
 inside 3D Slicer (``qt``, ``ctk``, ``slicer.util``).
 
 A ``QTimer`` on the GUI thread polls the fine-tuning child (:mod:`.annotation_finetune`) and the background
-predictions; nothing heavy runs on the GUI thread (saving a case, a fraction of a second, excepted).
+predictions; nothing heavy runs on the GUI thread (saving a case, a fraction of a second, excepted). "Predict with"
+chooses what predicts the cases ahead: the IIS model of the model selector, or the classical method (model-free, CT
+only: ``spineseg dataset predict --method classical``; the child's refusal of MR cases is shown as it words it).
 
 Console use (Slicer's Python console)::
 
@@ -21,6 +23,7 @@ import qt
 import slicer
 from slicer.i18n import tr as _
 
+from SpineSegLib.annotation.predict import CLASSICAL, MODEL
 from SpineSegLib.core.errors import SpineSegError
 from SpineSegLib.slicer import dependencies
 from SpineSegLib.slicer import process as background
@@ -28,6 +31,8 @@ from SpineSegLib.slicer.annotation_logic import CASE_COLUMNS, vertebra_names
 from SpineSegLib.slicer.widget_support import ensure_dependencies
 
 TITLE = "SpineSeg Annotate"
+#: the "Predict with" choices: (method, label), in the selector's order
+METHOD_CHOICES = ((MODEL, "IIS model"), (CLASSICAL, "Classical (model-free, CT only)"))
 
 
 class AnnotationWidget:
@@ -52,13 +57,17 @@ class AnnotationWidget:
             getattr(self.ui, name).connect("clicked(bool)", handler)
         self.ui.caseTable.connect("cellDoubleClicked(int,int)", self.onCaseDoubleClicked)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
+        self.ui.methodComboBox.addItems([_(label) for _method, label in METHOD_CHOICES])
+        self.ui.methodComboBox.connect("currentIndexChanged(int)", self.onMethodChanged)
         self.ui.caseTable.setColumnCount(len(CASE_COLUMNS))
         self.ui.caseTable.setHorizontalHeaderLabels([_(heading) for _key, heading in CASE_COLUMNS])
         self.ui.relabelAsComboBox.addItems(vertebra_names())
         self.ui.userLineEdit.text = os.environ.get("USER", os.environ.get("USERNAME", ""))
         self.ui.progressBar.visible = False
         self._newModel = None
-        self._modelPaths = []        # the model selector's entries ("" = no predictions)
+        self._modelPaths = []        # the model selector's entries ("" = no model)
+        self._shownFailure = ""      # the background prediction failure last shown in the status line
+        self._failureDialog = False  # whether one was shown in a dialog since the method or model was chosen
         self.populateModels()
         self._update()
         self._timer.start()
@@ -115,7 +124,7 @@ class AnnotationWidget:
         combo = self.ui.modelComboBox
         blocked = combo.blockSignals(True)
         combo.clear()
-        combo.addItem(_("No predictions"))
+        combo.addItem(_("No model"))
         self._modelPaths = [""]
         for m in list_models():
             combo.addItem(m.label())
@@ -131,7 +140,20 @@ class AnnotationWidget:
             self.ui.modelComboBox.setCurrentIndex(0)
             return
         self._run(self.logic.set_model, self._modelPath() or None)
-        if self.logic.model is not None and self.logic.dataset is not None:
+        self._predictAhead()
+
+    def onMethodChanged(self, index) -> None:
+        method = METHOD_CHOICES[index][0] if 0 <= index < len(METHOD_CHOICES) else MODEL
+        if method == CLASSICAL and not ensure_dependencies(dependencies.CLASSICAL, _(TITLE)):
+            self.ui.methodComboBox.setCurrentIndex(0)
+            return
+        self._run(self.logic.set_method, method)
+        self._predictAhead()
+
+    def _predictAhead(self) -> None:
+        """Predict the cases after the current one with the chosen method (none without a model for "model")."""
+        self._shownFailure, self._failureDialog = "", False
+        if self.logic.predicts() and self.logic.dataset is not None:
             self.logic.start_prefetch(after=self.logic.case.name if self.logic.case else None)
         self._update()
 
@@ -287,3 +309,15 @@ class AnnotationWidget:
             state = self.logic.prefetch_state()
             if state and self._task is None:
                 self.ui.prefetchLabel.text = state
+        self._showPrefetchFailure()
+
+    def _showPrefetchFailure(self) -> None:
+        """A failed background prediction (e.g. MR cases the classical method refuses, in the command line's words)
+        in the status line (each new message) and a dialog (the first one since the method or model was chosen)."""
+        failure = self.logic.prefetch_failure() if self.logic.dataset is not None else ""
+        if failure and failure != self._shownFailure:
+            self._shownFailure = failure
+            self._say(_("Background prediction failed: {error}").format(error=failure))
+            if not self._failureDialog:
+                self._failureDialog = True
+                slicer.util.errorDisplay(failure)

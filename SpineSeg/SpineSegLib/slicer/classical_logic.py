@@ -19,7 +19,11 @@ scene transaction (a failure or a cancel adds nothing):
 * with a reference segmentation or label map, a metrics table (IoU, DSC, HD95, ASSD, volumes) exactly as
   :func:`~SpineSegLib.evaluation.metrics.evaluate_binary_images` computes them. A reference on another grid is
   checked before the pipeline runs (:mod:`SpineSegLib.core.grids`); how it was mapped is in
-  ``ClassicalOutputs.grid_notes`` and the table's attribute ``SpineSeg.grid_note``.
+  ``ClassicalOutputs.grid_notes`` and the table's attribute ``SpineSeg.grid_note``. With vertebrae and a reference
+  that names at least two vertebrae, also the per-vertebra metrics (Dice, ASSD, detection, identification) of the
+  vertebrae segmentation -- the IIS module's Evaluate, :mod:`SpineSegLib.slicer.vertebra_evaluation` -- as a
+  second table (``ClassicalOutputs.vertebrae_evaluation``, its summary in ``vertebrae_scores``; why there is none
+  in ``vertebrae_evaluation_note``).
 
 Console use (Slicer's Python console)::
 
@@ -29,6 +33,7 @@ Console use (Slicer's Python console)::
     out.segmentation, out.centerline          # nodes
     out = logic.run(getNode("CTChest"), vertebrae=True)
     out.vertebrae_segmentation, out.vertebrae_table, out.naming.certain
+    logic.evaluate(out, getNode("reference"))  # the metrics table; out.vertebrae_evaluation: per vertebra
     logic.follow_slice_node(out, getNode("vtkMRMLSliceNodeRed"))   # lines follow the red slice view
     logic.export_labelmap(out, "spine.nii.gz")
 """
@@ -50,6 +55,7 @@ from SpineSegLib.core.events import EngineRequest
 from SpineSegLib.core.image import Image, read_image, write_image
 from SpineSegLib.core.label_files import REGION_CONTEXT, TERMINOLOGY_CONTEXT
 from SpineSegLib.core.labels import VERTEBRAE
+from SpineSegLib.slicer import vertebra_evaluation
 from SpineSegLib.slicer.classical_geometry import classical_result
 from SpineSegLib.slicer.common import check_volume_node, reference_image, rows_for_table
 from SpineSegLib.slicer.engine import EngineTask
@@ -100,10 +106,14 @@ class ClassicalOutputs:
     vertebrae_table: object = None                   # ... and the per-vertebra report
     vertebrae: list = field(default_factory=list)    # core.events.NamedVertebraRecord, top to bottom
     naming: object = None                            # core.events.Naming: names certain? which anchors, or why not
+    vertebrae_evaluation: object = None              # per-vertebra metrics against the reference (a table node)
+    vertebrae_scores: dict = field(default_factory=dict)    # their summary (instance_metrics.summarize keys)
+    vertebrae_evaluation_note: str = ""              # why there are no per-vertebra metrics (else "")
 
     @property
     def nodes(self) -> list:
-        extra = [n for n in (self.metrics_table, self.vertebrae_segmentation, self.vertebrae_table) if n is not None]
+        extra = [n for n in (self.metrics_table, self.vertebrae_segmentation, self.vertebrae_table,
+                             self.vertebrae_evaluation) if n is not None]
         return [self.segmentation, self.centerline, *self.slice_display.nodes(), *extra]
 
 
@@ -228,10 +238,10 @@ class ClassicalLogic:
                 slice_position_lps = np.mean(middle.h1, axis=0) if middle else None
             if slice_position_lps is not None:
                 self.show_slice(out, slice_position_lps)
-            if reference is not None:
-                self._add_metrics(out, reference, base, notes)
             if vertebrae_event is not None:
                 self._add_vertebrae(out, vertebrae_event, f"{name or volume_node.GetName()} vertebrae")
+            if reference is not None:
+                self._add_metrics(out, reference, base, notes)
         return out
 
     def _add_vertebrae(self, out: ClassicalOutputs, event, name: str) -> None:
@@ -304,10 +314,31 @@ class ClassicalLogic:
             out.metrics_table.SetAttribute("SpineSeg.grid_note", "; ".join(notes))
         else:
             out.metrics_table.RemoveAttribute("SpineSeg.grid_note")
+        if out.vertebrae_segmentation is not None:
+            self._add_vertebra_metrics(out, reference, notes)
+
+    def _add_vertebra_metrics(self, out: ClassicalOutputs, reference: Image, notes: list) -> None:
+        """The per-vertebra metrics of the vertebrae segmentation (with the user's edits) against ``reference``;
+        a reference of the spine as a whole (fewer than two vertebra ids) gives none, and says so."""
+        from SpineSegLib.evaluation.label_maps import label_ids
+
+        ids = [i for i in label_ids(reference.array) if i in VERTEBRAE]
+        if len(ids) < 2:
+            remove_nodes(out.vertebrae_evaluation)             # an earlier reference's table would mislead
+            out.vertebrae_evaluation, out.vertebrae_scores = None, {}
+            out.vertebrae_evaluation_note = (f"no per-vertebra metrics: the reference holds "
+                                             f"{'one vertebra id' if ids else 'no vertebra id'} (a mask of the "
+                                             "spine as a whole?); it needs one label per vertebra (VerSe ids)")
+            return
+        seg = out.vertebrae_segmentation
+        out.vertebrae_evaluation, result = vertebra_evaluation.evaluate_reference(
+            self.scene, seg, reference, out.volume_node, seg.GetName() + " evaluation", notes)
+        out.vertebrae_scores, out.vertebrae_evaluation_note = result.summary(), ""
 
     def evaluate(self, out: ClassicalOutputs, reference_node) -> object:
         """(Re)compute the metrics table of a result against a reference segmentation or label map (the result's
-        table, updated in place when it is still in the scene)."""
+        table, updated in place when it is still in the scene); with vertebrae also the per-vertebra table
+        (``out.vertebrae_evaluation``, likewise updated). Returns the metrics table."""
         with collect_notes() as notes:
             reference = reference_image(reference_node, out.volume_node)
         check(out.result.mask, reference)            # a refused reference keeps the table there is

@@ -5,7 +5,8 @@ process (a timer polls it: the GUI stays responsive, Cancel kills the child and 
 segmentation -- with "Vertebrae" also one named segment per vertebra and a per-vertebra table --, the centerline,
 and the bounding lines, parabola and DP points of the axial slice a slice view
 shows: the red one when the layout has it, else the first), evaluates against a reference (one metrics table,
-updated on every Evaluate) and exports. The work is the module's logic
+updated on every Evaluate; with vertebrae also the per-vertebra metrics -- Dice, ASSD, detection, identification
+-- in a second table, which the panel's table view then shows) and exports. The work is the module's logic
 (:class:`~SpineSegLib.slicer.classical_logic.ClassicalLogic`). Runs only inside 3D Slicer.
 
 Console use (Slicer's Python console)::
@@ -127,6 +128,8 @@ class ClassicalWidget(PanelBase):
                  "{found}.").format(seconds=task.elapsed_s, count=len(result.slices), found=found)
         if self.outputs.vertebrae_segmentation is not None:
             text += " " + self.vertebraeSummary(self.outputs)
+        if self.outputs.metrics_table is not None:
+            text += " " + self.evaluationSummary(self.outputs)
         self.ui.statusLabel.text = text
         self.showResult()
 
@@ -142,6 +145,29 @@ class ClassicalWidget(PanelBase):
         note = naming.note if naming is not None else ""
         return _("{span}; NAMES UNCERTAIN: {note}").format(span=span, note=note)
 
+    @staticmethod
+    def evaluationSummary(out) -> str:
+        """The spine's Dice and ASSD against the reference and, with vertebrae, the per-vertebra scores (or why
+        there are none)."""
+        m = out.metrics
+        text = _("Spine: Dice {dice:.3f}, ASSD {assd:.2f} mm.").format(dice=m.get("dsc", float("nan")),
+                                                                      assd=m.get("assd_mm", float("nan")))
+        if out.vertebrae_segmentation is None:
+            return text
+        v = out.vertebrae_scores
+        if not v:
+            return text + " " + out.vertebrae_evaluation_note
+        return text + " " + _("Vertebrae: {detected}/{total} detected, {identified} identified, mean Dice "
+                              "{dice:.3f}, mean ASSD {assd:.2f} mm, {extra} extra.").format(
+            detected=v["detected"], total=v["reference_vertebrae"], identified=v["id_correct"],
+            dice=v["dice_mean"], assd=v["assd_mm_mean"], extra=v["extra"])
+
+    def shownTable(self):
+        """The table the view shows: the per-vertebra metrics, else the spine's, else the vertebra report."""
+        out = self.outputs
+        return next((t for t in (out.vertebrae_evaluation, out.metrics_table, out.vertebrae_table)
+                     if t is not None), None)
+
     def onCancelButton(self) -> None:
         if self.running():
             self.task.cancel()
@@ -156,7 +182,7 @@ class ClassicalWidget(PanelBase):
             out.segmentation.GetDisplayNode().SetVisibility(False)
             out.vertebrae_segmentation.GetDisplayNode().SetOpacity2DFill(0.35)
         self.onShowSliceMarkups(self.ui.showSliceMarkupsCheckBox.checked)
-        table = out.metrics_table if out.metrics_table is not None else out.vertebrae_table
+        table = self.shownTable()
         if table is not None:
             self.ui.metricsTableView.setMRMLTableNode(table)
         self.updateButtons()
@@ -181,11 +207,12 @@ class ClassicalWidget(PanelBase):
         from SpineSegLib.core.errors import SpineSegError
 
         try:
-            table = self.logic.evaluate(self.outputs, self.parameterNode.referenceNode)
+            self.logic.evaluate(self.outputs, self.parameterNode.referenceNode)
         except SpineSegError as exc:
             self.showError(str(exc))
             return
-        self.ui.metricsTableView.setMRMLTableNode(table)
+        self.ui.metricsTableView.setMRMLTableNode(self.shownTable())
+        self.ui.statusLabel.text = self.evaluationSummary(self.outputs)
         self.updateButtons()
 
     def onExportLabelmapButton(self) -> None:

@@ -37,6 +37,7 @@ from SpineSegLib.core.events import EngineRequest
 from SpineSegLib.core.image import Image, read_image
 from SpineSegLib.slicer import iis_results
 from SpineSegLib.slicer import process as background
+from SpineSegLib.slicer import vertebra_evaluation
 from SpineSegLib.slicer.common import check_volume_node
 from SpineSegLib.slicer.engine import EngineTask
 from SpineSegLib.slicer.iis_display import PatchDisplay
@@ -209,8 +210,8 @@ class IISLogic:
         return iis_results.import_result(self.scene, volume_node, image, labels, records, modality, name, info)
 
     def evaluate(self, segmentation_node, reference_node, volume_node, name: Optional[str] = None):
-        """:func:`~SpineSegLib.slicer.iis_results.evaluate` in this logic's scene: ``(table node, CaseResult)``."""
-        return iis_results.evaluate(self.scene, segmentation_node, reference_node, volume_node, name)
+        """:func:`~SpineSegLib.slicer.vertebra_evaluation.evaluate` in this logic's scene: ``(table node, CaseResult)``."""
+        return vertebra_evaluation.evaluate(self.scene, segmentation_node, reference_node, volume_node, name)
 
     # -- stepping -------------------------------------------------------------------------------------------
     def stepper(self, volume_node, model_path, device: str = "auto", keep_incomplete: bool = True,

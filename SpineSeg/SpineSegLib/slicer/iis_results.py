@@ -1,10 +1,9 @@
-"""What a finished IIS run puts into the scene, and how a result is evaluated there.
+"""What a finished IIS run puts into the scene (evaluating it: :mod:`SpineSegLib.slicer.vertebra_evaluation`).
 
 * :func:`import_result`: a label map and the IIS table rows -> a segmentation with one named, coloured,
   terminology-coded segment per vertebra (incomplete ones flagged, drawn at half opacity) and a per-vertebra table
   (:func:`vertebra_rows`: volume, mean intensity, completeness, regressed label, vertebral body heights), added in
-  one scene transaction;
-* :func:`evaluate`: per-vertebra metrics of a segmentation against a reference, as a table node.
+  one scene transaction.
 
 Runs in 3D Slicer and under ``slicer-core``; :class:`~SpineSegLib.slicer.iis_logic.IISLogic` calls these.
 
@@ -13,7 +12,6 @@ Console use::
     from SpineSegLib.slicer import iis_results
     out = iis_results.import_result(scene, volume_node, image, read_image("vertebrae.nii"),
                                     [{"id": 20, "complete": True, "completeness": 0.98, "regressed_label": 20.1}], "ct")
-    table, result = iis_results.evaluate(scene, out.segmentation, reference_node, volume_node)
 """
 
 from __future__ import annotations
@@ -24,17 +22,13 @@ from typing import Optional
 
 import numpy as np
 
-from SpineSegLib.core.errors import InputError, SpineSegError
+from SpineSegLib.core.errors import SpineSegError
 from SpineSegLib.core.image import Image
-from SpineSegLib.core.notes import collect_notes
 from SpineSegLib.core.labels import VERTEBRAE
-from SpineSegLib.slicer.common import reference_image, rows_for_table
+from SpineSegLib.slicer.common import rows_for_table
 from SpineSegLib.slicer.scene import scene_transaction
-from SpineSegLib.slicer.segmentations import (TAG_COMPLETENESS, labelmap_to_segmentation, segment_labels, segment_tag,
-                                              segmentation_to_image)
-from SpineSegLib.slicer.tables import add_table, set_table
-
-EVALUATION_OF = "SpineSeg.evaluation_of"     # a table's attribute: the ID of the segmentation it evaluates
+from SpineSegLib.slicer.segmentations import labelmap_to_segmentation
+from SpineSegLib.slicer.tables import add_table
 
 
 @dataclass
@@ -123,51 +117,3 @@ def import_result(scene, volume_node, image: Image, labels: Image, records: list
         table = add_table(scene, rows_for_table(rows), base + " table", descriptions=COLUMN_DESCRIPTIONS,
                           units={"mean_hu": "HU"}, next_to=volume_node)
     return IISOutputs(segmentation, table, rows, labels, info=dict(info or {}))
-
-
-def evaluate(scene, segmentation_node, reference_node, volume_node, name: Optional[str] = None):
-    """Per-vertebra metrics (:mod:`SpineSegLib.evaluation.instance_metrics`) of a segmentation against a reference
-    segmentation or label map: returns ``(table node, CaseResult)``; one table per segmentation (evaluating again
-    updates it); the table has one row per reference
-    vertebra (and extra predictions) followed by nothing else, its summary is in the node's attributes, and how
-    the reference and the prediction were put on one grid (:mod:`SpineSegLib.core.grids`), when they were not on
-    one, in the attribute ``SpineSeg.grid_note``."""
-    from SpineSegLib.evaluation.instance_metrics import evaluate_instance_images
-
-    if segmentation_node is None or not segmentation_node.IsA("vtkMRMLSegmentationNode"):
-        raise InputError("no segmentation to evaluate: run the segmentation first, or choose one")
-    with collect_notes() as notes:
-        reference = reference_image(reference_node, volume_node)
-    prediction = segmentation_to_image(segmentation_node, volume_node)
-    completeness = {}
-    for sid, label in segment_labels(segmentation_node, strict=False).items():
-        value = segment_tag(segmentation_node.GetSegmentation().GetSegment(sid), TAG_COMPLETENESS)
-        if value in ("complete", "incomplete"):
-            completeness[label] = value == "complete"
-    with collect_notes() as more:
-        result = evaluate_instance_images(prediction, reference, pred_completeness=completeness or None)
-    notes += more
-    rows = rows_for_table(result.to_rows())
-    with scene_transaction(scene):
-        table = evaluation_table(scene, segmentation_node)
-        if table is None:
-            table = add_table(scene, rows, name or f"{segmentation_node.GetName()} evaluation", next_to=volume_node)
-            table.SetAttribute(EVALUATION_OF, segmentation_node.GetID())
-        else:                                     # evaluated again: the same table, updated
-            set_table(table, rows)
-            for key in [k for k in table.GetAttributeNames() if k.startswith("SpineSeg.") and k != EVALUATION_OF]:
-                table.RemoveAttribute(key)
-        for key, value in result.summary().items():
-            table.SetAttribute(f"SpineSeg.{key}", str(value))
-        if notes:
-            table.SetAttribute("SpineSeg.grid_note", "; ".join(notes))
-    return table, result
-
-
-def evaluation_table(scene, segmentation_node):
-    """The table an earlier :func:`evaluate` of ``segmentation_node`` made (None when there is none)."""
-    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLTableNode")):
-        table = scene.GetNthNodeByClass(i, "vtkMRMLTableNode")
-        if table.GetAttribute(EVALUATION_OF) == segmentation_node.GetID():
-            return table
-    return None
