@@ -39,7 +39,8 @@ def test_no_rib_and_no_pelvis_means_uncertain_names():
 
 def test_ribs_everywhere_means_uncertain_names():
     naming = name_segments([BOTH] * 5, [True] * 5)
-    assert not naming.certain and "ribs on every vertebra" in naming.note
+    assert not naming.certain and "ribs on every whole vertebra" in naming.note
+    assert [name_of(i) for i in naming.ids] == ["T12", "T11", "T10", "T9", "T8"] and "T12 by convention" in naming.note
 
 
 def test_one_vertebra_is_not_named():

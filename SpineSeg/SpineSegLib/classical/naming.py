@@ -6,7 +6,7 @@ The anchors (``classical.ribs``):
   the lowest rib in view may belong to any thoracic vertebra). T12's rib articulates with T12 alone, so
   this anchor is exact where the ribs are found (measured: right on LIDC-IDRI-0001 and the abdominal
   TotalSegmentator example).
-- **T1** (weaker): the highest rib-bearing segment, when a segment without ribs lies above it. Upper rib
+- **T1** (weaker): the highest rib-bearing segment, when a whole segment without ribs lies above it. Upper rib
   heads sit on the disc between two vertebrae, so this anchor is often one level off; it is used only
   when T12 is not in view.
 - **Rib count** (T13 / eleven ribs): with both ends in view, a count of 13 rib-bearing segments names
@@ -66,15 +66,20 @@ def name_segments(ribs: list[tuple[bool, bool]], complete: list[bool], ilium: li
     elif pelvis:
         anchor = ("S1", pelvis[0], 25.5)
         evidence[pelvis[0]].append("the lowest segment, beside the ilium, with no disc below it: S1")
-    elif bearing and bearing[-1] < n - 1:
+    elif bearing and any(complete[i] for i in range(bearing[-1] + 1, n)):
         anchor = ("T1", bearing[-1], T1_ORDER)
-        evidence[bearing[-1]].append("highest rib-bearing vertebra with a rib-free one above it: T1 (can be one level off)")
+        evidence[bearing[-1]].append("highest rib-bearing vertebra with a whole rib-free one above it: T1 "
+                                     "(can be one level off)")
     if anchor is None:
-        fit = fit_label_sequence([0.0] * n, complete, direction="up")
+        thoracic = bool(bearing) and n > 1      # ribs all along: thoracic vertebrae, whichever they are
+        values = [T12_ORDER + (0 - i) for i in range(n)] if thoracic else [0.0] * n
+        fit = fit_label_sequence(values, complete, direction="up")
         why = ("only one vertebra in view (no disc level found), nothing to count from" if n == 1 else
-               "ribs on every vertebra in view (neither the first nor the last rib-bearing vertebra is in view)"
+               "ribs on every whole vertebra in view (neither the first nor the last rib-bearing vertebra is proven"
+               " in view)"
                if bearing else "no ribs and no other anatomical anchor in view")
-        return Naming(fit.ids, False, f"names uncertain: {why}; the lowest vertebra was called L5 by convention",
+        guess = "T12" if thoracic else "L5"
+        return Naming(fit.ids, False, f"names uncertain: {why}; the lowest vertebra was called {guess} by convention",
                       evidence)
     name, at, order = anchor
     values = [order + (at - i) for i in range(n)]      # bottom to top: orders fall upward
