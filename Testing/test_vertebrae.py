@@ -172,3 +172,22 @@ def test_six_rib_free_vertebrae_above_the_pelvis_make_an_l6():
     naming = name_segments(ribs, [True] * len(ribs), [True] + [False] * 8)
     assert [name_of(i) for i in naming.ids] == ["S1", "L6", "L5", "L4", "L3", "L2", "L1", "T12", "T11"]
     assert naming.certain and "L6" in naming.note
+
+
+@pytest.mark.slow
+def test_five_millimetre_slices_still_give_named_vertebrae():
+    """LIDC-IDRI-0001 as a 5 mm thick-slice reconstruction (two 2.5 mm slices averaged): measured Dice 0.60,
+    15/18 named right, names certain (the lumbar abdominal example at 5 mm is not: see the closing note)."""
+    from SpineSegLib.classical.vertebrae import label_vertebrae
+    from SpineSegLib.evaluation.instance_metrics import evaluate_instance_images
+    ct = read_image(data_path("ct", "lidc-idri-0001", "image.nii.gz"))
+    ref = read_image(data_path("ct", "lidc-idri-0001", "vertebrae.nii.gz"))
+    pairs = ct.array[: ct.shape[0] // 2 * 2].astype(np.float32)
+    thick = pairs.reshape(-1, 2, *ct.shape[1:]).mean(axis=1)
+    origin = ct.index_to_lps([0, 0, 0.5])
+    thick_ct = Image(thick.astype(np.int16), (ct.spacing[0], ct.spacing[1], 2 * ct.spacing[2]), origin, ct.direction)
+    result = label_vertebrae(thick_ct)
+    case = evaluate_instance_images(result.labels, ref)
+    assert result.names_certain
+    assert sum(v.identified for v in case.vertebrae) >= 13
+    assert np.mean([v.dice for v in case.vertebrae]) >= 0.55
