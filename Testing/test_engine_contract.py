@@ -15,8 +15,8 @@ import pytest
 from conftest import REPO, data_path
 
 from SpineSegLib.core.errors import SpineSegError
-from SpineSegLib.core.events import (EngineRequest, ErrorEvent, EventError, NamedVertebraRecord, Naming, NoteEvent,
-                                     PatchBox, ProgressEvent, ReportEvent, ResultEvent, StepEvent, VertebraRecord,
+from SpineSegLib.core.events import (EngineRequest, ErrorEvent, EventError, NamedVertebraRecord, NamingSummary,
+                                     NoteEvent, PatchBox, ProgressEvent, ReportEvent, ResultEvent, StepEvent, VertebraRecord,
                                      parse_event)
 from SpineSegLib.core.image import read_image
 from SpineSegLib.core.progress import Cancelled, Progress
@@ -66,7 +66,7 @@ def test_every_event_survives_one_line():
                                                                             [1.5, -180.25, -60.0])],
                           geometry={"contrast": True}, info={"timings": {"total": 3.2}},
                           warnings=["the vertebra names are uncertain: no rib in view"],
-                          vertebrae_path="/w/vertebrae.nii", naming=Naming(False, "no rib in view"),
+                          vertebrae_path="/w/vertebrae.nii", naming=NamingSummary(False, "no rib in view"),
                           report_rows=[{"Vertebra": "T1", "Volume (ml)": 21.5, "Genant grade": None}]),
               ResultEvent("classical", "/w/spine.nii", geometry={"contrast": False}),
               ReportEvent("probe", {"cpu_cores": 2, "per_pass_seconds": {"cpu": 0.5}, "gpus": []}),
@@ -165,7 +165,7 @@ def test_a_vertebrae_run_sends_typed_records_the_label_map_and_the_report():
     assert event.vertebrae and all(isinstance(r, NamedVertebraRecord) and r.evidence for r in event.vertebrae)
     ids = sorted(int(v) for v in np.unique(seen["labels"].array) if v)
     assert ids == sorted(r.label for r in event.vertebrae)
-    assert isinstance(event.naming, Naming) and event.naming.note
+    assert isinstance(event.naming, NamingSummary) and event.naming.note
     assert [row["Vertebra"] for row in event.report_rows] == [r.name for r in event.vertebrae]
     assert set(event.info["report_columns"]) == set(event.report_rows[0])
     assert task.result.vertebrae_segmentation.GetScene() is scene and not task.work_dir.exists()

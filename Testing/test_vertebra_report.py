@@ -226,3 +226,14 @@ def test_a_body_with_gaps_along_its_height_is_not_graded(lidc):
     assert after["L1"].height_continuity < 0.9
     assert after["L1"].genant_grade is None and "gaps along its height" in after["L1"].grade_note
     assert after["T12"].genant_grade == 0                            # its neighbours stay graded
+
+
+def test_uncertain_names_are_carried_into_the_hints(lidc):
+    """When the names come from a convention (no rib, no pelvis in view), "L1" may be another vertebra: the
+    header and every screening hint say so."""
+    labels, ct, _, _ = lidc
+    report = vertebra_report(labels, ct, names_uncertain="no ribs and no other anatomical anchor in view")
+    assert report.header["names"] == {"certain": False, "note": "no ribs and no other anatomical anchor in view"}
+    assert report.header["screening"]["l1"].startswith("names uncertain")
+    hints = [r.screening_hint for r in report.rows if r.screening_hint]
+    assert hints and all(h.endswith("[names uncertain]") for h in hints)

@@ -191,3 +191,10 @@ def test_five_millimetre_slices_still_give_named_vertebrae():
     assert result.names_certain
     assert sum(v.identified for v in case.vertebrae) >= 13
     assert np.mean([v.dice for v in case.vertebrae]) >= 0.55
+
+
+def test_eleven_rib_bearing_vertebrae_make_the_names_uncertain_and_say_why():
+    ribs = [NO, NO, NO, NO, NO, NO] + [BOTH] * 11 + [NO]       # sacrum, L5-L1, eleven ribs, C7
+    naming = name_segments(ribs, [True] * len(ribs), [True] + [False] * 17)
+    assert not naming.certain and "only 11" in naming.note and "disagree" not in naming.note
+    assert name_segments([BOTH], [False]).note.endswith("called T12 by convention")

@@ -86,6 +86,7 @@ def classical_info(params=None) -> dict:
     import json
 
     from SpineSegLib.classical.params import ClassicalParams
+    from SpineSegLib.classical.vertebrae import METHOD_VERSION
 
     if not isinstance(params, ClassicalParams):
         try:
@@ -93,9 +94,9 @@ def classical_info(params=None) -> dict:
         except (TypeError, ValueError) as exc:
             raise InputError(f"bad classical parameters: {exc}") from None
     values = json.loads(json.dumps(params.to_dict()))
-    identity = json.dumps({"method": CLASSICAL, "params": values}, sort_keys=True)
+    identity = json.dumps({"method": CLASSICAL, "version": METHOD_VERSION, "params": values}, sort_keys=True)
     return {"method": CLASSICAL, "name": CLASSICAL, "sha256": hashlib.sha256(identity.encode("utf-8")).hexdigest(),
-            "params": values, "modality": "ct",
+            "params": values, "version": METHOD_VERSION, "modality": "ct",
             "description": "model-free vertebrae (SpineSegLib.classical.vertebrae.label_vertebrae)"}
 
 
@@ -176,6 +177,7 @@ def predict_case_classical(ds: AnnotationDataset, name: str, info: dict, *, redo
                            progress: Optional[Progress] = None) -> Optional[int]:
     """:func:`predict_case` with the classical method (``info``: :func:`classical_info`); an MR case is refused."""
     from SpineSegLib.classical.params import ClassicalParams
+    from SpineSegLib.classical.vertebrae import METHOD_VERSION
     from SpineSegLib.classical.vertebrae import label_vertebrae
 
     entry = ds.case(name)

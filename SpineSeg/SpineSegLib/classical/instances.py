@@ -27,7 +27,7 @@ class VertebraInstance:
 
     label: int                      # VerSe id (1-7 C1-C7, 8-19 T1-T12, 20-24 L1-L5, 25 L6, 26 S1, 28 T13)
     name: str
-    complete: bool                  # False when the field of view cuts it (top or bottom of the scan)
+    complete: bool                  # False when the field of view cuts it or no disc bounds it above and below
     centroid_lps: tuple             # (x, y, z) mm
     voxels: int
     evidence: list[str] = field(default_factory=list)   # e.g. "rib on both sides", "lowest rib-bearing: T12"
@@ -49,7 +49,7 @@ class VertebraeResult:
 
     labels: Image                   # VerSe ids, uint8, exactly the input's grid
     vertebrae: list[VertebraInstance]
-    names_certain: bool             # False when no anatomical anchor (rib, sacrum) was in view
+    names_certain: bool             # False without a trusted anchor (the lowest rib, the pelvis) or when they disagree
     naming_note: str                # one line: which anchors named the vertebrae, or why the names are uncertain
     discs_lps: np.ndarray           # (K, 3) centres of the disc levels found, top to bottom
     disc_normals_lps: np.ndarray    # (K, 3) unit normals of the cut surfaces there (pointing superior)

@@ -27,6 +27,8 @@ import numpy as np
 from scipy import ndimage
 
 from SpineSegLib.classical.morphology import block_any
+from SpineSegLib.classical.discs import DiscLevels
+from SpineSegLib.classical.separation import POSTERIOR_SLOPE, segment_of
 from SpineSegLib.classical.spine_axis import SpineAxis
 
 LATERAL_MM, FRONT_MM, BACK_MM = 110.0, 40.0, 90.0
@@ -35,7 +37,6 @@ COARSE_MM = 2.0
 REACH_MM = 60.0
 TALL_MM, MERGED_ML = 45.0, 25.0
 PELVIS_SEGMENTS = 3
-PELVIS_FRACTION = 0.12
 
 
 @dataclass
@@ -44,8 +45,6 @@ class LateralBone:
 
     rib_left: dict = field(default_factory=dict)      # {segment: reach mm}
     rib_right: dict = field(default_factory=dict)
-    size_ml: dict = field(default_factory=dict)       # {segment: volume of its largest far-reaching bone (ml)}
-    height_mm: dict = field(default_factory=dict)     # {segment: superior-inferior extent of that bone (mm)}
     pelvis: dict = field(default_factory=dict)        # {segment: volume (ml) of a tall, large bone touching
                                                       #  only the lowest PELVIS_SEGMENTS segments: an ilium}
 
@@ -66,10 +65,10 @@ def _box(shape, spacing, axis: SpineAxis) -> tuple[slice, slice, slice]:
     return slice(z0, z1), slice(y0, y1), slice(x0, x1)
 
 
-def lateral_bone(hu: np.ndarray, spine_mask: np.ndarray, spacing_zyx, axis: SpineAxis, disc_index: np.ndarray,
-                 bone_hu: float = 150.0) -> LateralBone:
-    """Ribs and pelvis beside the vertebra segments (1 = below the lowest disc level of ``disc_index``,
-    positions on ``axis``) of the canonical spine mask. Works on a grid of about 2 mm in-plane."""
+def lateral_bone(hu: np.ndarray, spine_mask: np.ndarray, spacing_zyx, axis: SpineAxis, discs: DiscLevels,
+                 bone_hu: float = 150.0, posterior_slope: float = POSTERIOR_SLOPE) -> LateralBone:
+    """Ribs and pelvis beside the vertebra segments (numbered as ``separation.segment_of`` numbers them) of
+    the canonical spine mask. Works on a grid of about 2 mm in-plane."""
     spacing = np.asarray(spacing_zyx, float)
     box = _box(hu.shape, spacing, axis)
     f = max(1, int(round(COARSE_MM / spacing[1])))
@@ -85,7 +84,7 @@ def lateral_bone(hu: np.ndarray, spine_mask: np.ndarray, spacing_zyx, axis: Spin
     for c, obj in enumerate(ndimage.find_objects(comps), start=1):
         local = comps[obj] == c
         touching = local & (distance[obj] <= CONTACT_MM)
-        if obj is None or not touching.any():
+        if not touching.any():
             continue
         corner = np.array([s.start for s in obj])
         points = (np.argwhere(local) + corner) * coarse + offset
@@ -95,7 +94,7 @@ def lateral_bone(hu: np.ndarray, spine_mask: np.ndarray, spacing_zyx, axis: Spin
         if reach < REACH_MM:
             continue
         contact = (np.argwhere(touching) + corner) * coarse + offset
-        owners = np.searchsorted(disc_index, axis.nearest(contact)) + 1
+        owners = segment_of(contact, axis, discs, posterior_slope)
         height, volume = (obj[0].stop - obj[0].start) * spacing[0], sizes[c] * np.prod(coarse) / 1000.0
         if height >= TALL_MM and volume >= MERGED_ML:
             if owners.max() <= PELVIS_SEGMENTS:     # beside the lowest vertebrae only: an ilium
@@ -103,8 +102,6 @@ def lateral_bone(hu: np.ndarray, spine_mask: np.ndarray, spacing_zyx, axis: Spin
                     found.pelvis[int(seg)] = max(found.pelvis.get(int(seg), 0.0), float(volume))
             continue    # ribs joined through posterior bone the mask left out, or an ilium: no single owner
         owner = int(np.bincount(owners).argmax())
-        if volume > found.size_ml.get(owner, 0.0):
-            found.size_ml[owner], found.height_mm[owner] = float(volume), float(height)
         table = found.rib_left if side[np.abs(side).argmax()] > 0 else found.rib_right
         table[owner] = max(table.get(owner, 0.0), reach)
     return found

@@ -40,14 +40,20 @@ def split_mask(mask: np.ndarray, spacing_zyx, axis: SpineAxis, discs: DiscLevels
     """Segment numbers (1 = lowest, ``len(discs.index) + 1`` = highest; 0 outside) for a canonical mask."""
     voxels = np.argwhere(mask)
     labels = np.zeros(mask.shape, np.int16)
-    if voxels.size == 0:
-        return labels
-    points = voxels * np.asarray(spacing_zyx, float)
+    if voxels.size:
+        labels[tuple(voxels.T)] = segment_of(voxels * np.asarray(spacing_zyx, float), axis, discs, posterior_slope)
+    return labels
+
+
+def segment_of(points: np.ndarray, axis: SpineAxis, discs: DiscLevels, posterior_slope: float = POSTERIOR_SLOPE
+               ) -> np.ndarray:
+    """The segment number (1 = below the lowest disc) of each point (canonical mm, in the frame of ``axis``
+    and ``discs``): the one rule that cuts the mask and that tells which vertebra a rib touches."""
     near = axis.nearest(points)
     behind = np.maximum(-np.einsum("ij,ij->i", points - axis.points[near], axis.anterior[near])
                         - axis.body_depth_mm / 2.0, 0.0)
     k = len(discs.index)
-    segment = np.searchsorted(discs.index, near)          # discs at or below the nearest axis point
+    segment = np.searchsorted(discs.index, near)          # discs strictly below the nearest axis point
     if k:
         for _ in range(2):
             lower = np.clip(segment - 1, 0, k - 1)
@@ -56,11 +62,10 @@ def split_mask(mask: np.ndarray, spacing_zyx, axis: SpineAxis, discs: DiscLevels
             upper = np.clip(segment, 0, k - 1)
             up = (segment < k) & _above(points, behind, discs, upper, posterior_slope)
             segment = np.where(up, segment + 1, segment)
-    labels[tuple(voxels.T)] = segment + 1
-    return labels
+    return segment + 1
 
 
-def reattach_fragments(labels: np.ndarray, min_fraction: float = 0.0) -> np.ndarray:
+def reattach_fragments(labels: np.ndarray) -> np.ndarray:
     """Give every piece of a segment that is not connected to the segment's largest piece to the segment it
     touches most (a spinous process cut off by the plane goes back to the vertebra it is joined to)."""
     out = labels.copy()

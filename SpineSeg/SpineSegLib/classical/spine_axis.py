@@ -3,10 +3,10 @@
 Revy et al.'s centerline (``classical.centerline``) runs through the spine as a whole; in lumbar and
 abdominal scans it lies near the bodies' back wall. The disc search and the cuts need the middle of the
 bodies, so on every axial slice of the spine mask this module takes the midline band (``band_mm`` either
-side of the centerline), finds the body's front (the most anterior mask voxel) and its back (the first
-gap of more than ``gap_mm``, the spinal canal), and puts the axis midway. Body depths that are not
-plausible for a vertebral body (``DEPTH_RANGE_MM``) are replaced by the running median of their
-neighbours; the points are median- then Gauss-smoothed along z and resampled at 1 mm of arc length.
+side of the centerline), finds the body's front (the most anterior mask voxel, but never more than
+``MAX_FRONT_MM`` in front of the centerline: mask that runs on into a contrast-filled heart is not body)
+and its back (the first gap of more than ``gap_mm``, the spinal canal), and puts the axis half the running
+median (over ``DEPTH_WINDOW_MM``) of the plausible body depths (``DEPTH_RANGE_MM``) behind the front; the points are median- then Gauss-smoothed along z and resampled at 1 mm of arc length.
 
 Everything here is in the **canonical frame** of the CT (``core.orientation``): arrays ``[z, y, x]``
 (z superior, y posterior, x left) and millimetre coordinates ``index * spacing`` in the same order.
@@ -27,6 +27,8 @@ DEPTH_RANGE_MM = (12.0, 60.0)
 SMOOTH_MM = 5.0
 MEDIAN_MM = 15.0
 MAX_FRONT_MM = 50.0
+DEPTH_WINDOW_MM = 20.0     # running median of the body depth over this much either side
+DEFAULT_DEPTH_MM = 30.0    # when no slice has a plausible depth
 
 
 @dataclass
@@ -50,16 +52,19 @@ def body_rows(mask_slice: np.ndarray, centre, band: int, max_gap: int, max_front
     """Rows (y) of the body's front and back on one axial slice, in the band around the centerline point
     ``centre`` = (row, column): from the most anterior mask row, clipped to ``max_front`` rows in front of
     the centre (mask that runs on into a contrast-filled heart or aorta is not body), to the first gap of
-    more than ``max_gap`` rows (the canal)."""
+    more than ``max_gap`` rows behind it (the canal)."""
     row, col = centre
     x0, x1 = max(int(col) - band, 0), int(col) + band + 1
     rows = np.flatnonzero(mask_slice[:, x0:x1].any(1))
     if rows.size == 0:
         return None
+    if np.isfinite(row):
+        rows = rows[rows >= int(row) - max_front]
+        if rows.size == 0:
+            return None
     breaks = np.flatnonzero(np.diff(rows) > max_gap + 1)
     back = rows[breaks[0]] if breaks.size else rows[-1]
-    front = int(rows[0]) if not np.isfinite(row) else max(int(rows[0]), int(row) - max_front)
-    return front, int(max(back, front))
+    return int(rows[0]), int(back)
 
 
 def slice_bodies(mask: np.ndarray, centres: np.ndarray, spacing_zyx, band_mm: float = 8.0,
@@ -106,9 +111,9 @@ def body_axis(mask: np.ndarray, centres: np.ndarray, spacing_zyx) -> SpineAxis:
     col = np.interp(ks, ks[ok], bodies[ks[ok], 2])
     depth = np.where(ok, (bodies[ks, 1] - bodies[ks, 0] + 1) * sy, np.nan)
     plausible = ok & (depth >= DEPTH_RANGE_MM[0]) & (depth <= DEPTH_RANGE_MM[1])
-    depth = _running_depth(np.nan_to_num(depth), plausible, max(int(round(20.0 / sz)), 1))
+    depth = _running_depth(np.nan_to_num(depth), plausible, max(int(round(DEPTH_WINDOW_MM / sz)), 1))
     if not np.isfinite(depth).all():
-        depth = np.full(ks.size, 30.0)
+        depth = np.full(ks.size, DEFAULT_DEPTH_MM)
     y = front * sy + depth / 2.0
     x = col * sx
     size = max(3, int(round(MEDIAN_MM / sz)) | 1)

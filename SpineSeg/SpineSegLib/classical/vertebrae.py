@@ -45,12 +45,17 @@ from SpineSegLib.classical.separation import POSTERIOR_SLOPE, reattach_fragments
 from SpineSegLib.classical.spine_axis import SpineAxis, body_axis
 
 
+#: recorded with dataset predictions (``annotation.predict``): raise it when the results of the method change,
+#: so that cases predicted by an older version count as predicted by another method
+METHOD_VERSION = 1
+
+
 @dataclass
 class VertebraeParams:
     discs: DiscParams = field(default_factory=DiscParams)
     posterior_slope: float = POSTERIOR_SLOPE
-    min_vertebra_ml: float = 1.0
-    reattach: bool = True               # pieces cut off their vertebra go back to the one they touch       # smaller pieces (a sliver at the edge of the field of view) are dropped
+    min_vertebra_ml: float = 1.0       # smaller pieces (a sliver at the edge of the field of view) are dropped
+    reattach: bool = True              # pieces cut off their vertebra go back to the one they touch
 
 
 def label_vertebrae(image: Image, params: ClassicalParams | None = None, progress: Progress | None = None,
@@ -90,7 +95,8 @@ def label_vertebrae(image: Image, params: ClassicalParams | None = None, progres
 
     progress.step("ribs and names", 0.99)
     kept = sorted(bounded)
-    lateral = lateral_bone(hu, mask, spacing, axis, discs.index, (params or ClassicalParams()).bone_threshold_hu)
+    lateral = lateral_bone(hu, mask, spacing, axis, discs, (params or ClassicalParams()).bone_threshold_hu,
+                           vp.posterior_slope)
     pieces = ndimage.find_objects(segments)
     complete = [bounded[s] and not _touches_border(pieces[s - 1], box, mask.shape) for s in kept]
     naming = name_segments([lateral.has_rib(s) for s in kept], complete, [lateral.beside_pelvis(s) for s in kept])

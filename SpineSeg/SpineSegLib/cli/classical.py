@@ -20,7 +20,7 @@ pipeline runs. Problems with the input are reported as one line, with exit statu
 
 With --vertebrae it also cuts the spine into vertebrae at the intervertebral discs and names them
 from anatomical anchors (ribs, sacrum), model-free: a label map of VerSe ids (1-7 C1-C7, 8-19
-T1-T12, 20-24 L1-L5, 26 S1) on the input's grid, one line per vertebra on stderr (name, whether the
+T1-T12, 20-24 L1-L5, 25 L6, 26 S1, 28 T13) on the input's grid, one line per vertebra on stderr (name, whether the
 field of view holds it whole, the evidence behind its name) and how the names were found; without an
 anchor in view the names are uncertain, and it says so.
 
@@ -204,7 +204,6 @@ def write_vertebrae(vertebrae, image, args) -> None:
     """The label map and, with --report, the report files and vertebrae_names.json."""
     from pathlib import Path
 
-    from SpineSegLib.core.notes import note
     from SpineSegLib.core.image import write_image
     from SpineSegLib.evaluation.reports import write_json
 
@@ -212,10 +211,9 @@ def write_vertebrae(vertebrae, image, args) -> None:
     if args.report:
         from SpineSegLib.evaluation.vertebra_report import vertebra_report
 
-        if vertebrae.vertebrae:
-            vertebra_report(vertebrae.labels, image, vertebra_info(vertebrae)).write(args.report, force=args.force)
-        else:
-            note("no vertebra labelled: the report holds only vertebrae_names.json")
+        vertebra_report(vertebrae.labels, image, vertebra_info(vertebrae),
+                        names_uncertain=None if vertebrae.names_certain else vertebrae.naming_note
+                        ).write(args.report, force=args.force)
         write_json(vertebrae.to_json_dict(), Path(args.report) / "vertebrae_names.json", force=args.force)
 
 
@@ -225,7 +223,7 @@ def vertebra_info(vertebrae) -> dict:
 
 
 def describe_vertebrae(vertebrae, path, quiet: bool = False) -> str:
-    """One line per vertebra (name, whole or cut by the field of view, evidence) and how they were named; with
+    """One line per vertebra (name, complete or not, evidence) and how they were named; with
     ``quiet`` only a warning when the names are uncertain."""
     lines = []
     if not quiet:
@@ -233,7 +231,7 @@ def describe_vertebrae(vertebrae, path, quiet: bool = False) -> str:
         span = f" ({found[0].name}-{found[-1].name})" if found else ""
         lines.append(f"vertebrae: {path}: {len(found)} labelled{span}")
         for v in found:
-            whole = "complete" if v.complete else "cut by the field of view"
+            whole = "complete" if v.complete else "incomplete"
             lines.append(f"  {v.name:<4} {whole:<25} {'; '.join(v.evidence) or 'no evidence'}")
         if vertebrae.names_certain:
             lines.append(f"names: {vertebrae.naming_note}")

@@ -179,7 +179,7 @@ def classical_vertebrae(request, image, params, progress, work: Path):
     per-vertebra report's rows."""
     from SpineSegLib.classical.vertebrae import label_vertebrae
     from SpineSegLib.cli.classical import vertebra_info
-    from SpineSegLib.core.events import Naming, NamedVertebraRecord, ResultEvent
+    from SpineSegLib.core.events import NamingSummary, NamedVertebraRecord, ResultEvent
     from SpineSegLib.core.image import write_image
     from SpineSegLib.evaluation.reports import plain
 
@@ -194,7 +194,8 @@ def classical_vertebrae(request, image, params, progress, work: Path):
     if request.report and result.vertebrae:
         from SpineSegLib.evaluation.vertebra_report import TABLE_COLUMNS, vertebra_report
 
-        report = vertebra_report(result.labels, image, vertebra_info(result))
+        report = vertebra_report(result.labels, image, vertebra_info(result),
+                                 names_uncertain=None if result.names_certain else result.naming_note)
         rows = plain(report.rows_for_table())
         info["report_columns"] = {title: description for title, _, _, description in TABLE_COLUMNS}
     timings = {**spine.timings, **result.timings}
@@ -202,7 +203,7 @@ def classical_vertebrae(request, image, params, progress, work: Path):
     warnings = [] if result.names_certain else [f"the vertebra names are uncertain: {result.naming_note}"]
     return ResultEvent("classical", str(mask_path), vertebrae=records, geometry=classical_geometry(spine), info=info,
                        warnings=warnings, vertebrae_path=str(labels_path),
-                       naming=Naming(bool(result.names_certain), str(result.naming_note)), report_rows=rows)
+                       naming=NamingSummary(bool(result.names_certain), str(result.naming_note)), report_rows=rows)
 
 
 def classical_geometry(result) -> dict:

@@ -7,7 +7,7 @@
   :class:`ProgressEvent` (fraction 0-1 and phase), :class:`StepEvent` (one network pass: the patch box and
   the paths of the fragment / memory arrays), :class:`NoteEvent` (a note or warning), :class:`ResultEvent`
   (the result file and typed per-vertebra rows: :class:`VertebraRecord` for the IIS network,
-  :class:`NamedVertebraRecord` with a :class:`Naming` for the classical vertebrae) and :class:`ErrorEvent`
+  :class:`NamedVertebraRecord` with a :class:`NamingSummary` for the classical vertebrae) and :class:`ErrorEvent`
   (the one-line message). :func:`parse_event` reads a line back and raises :class:`EventError` -- naming the line -- for a
   malformed, truncated or unknown one.
 * The other children of the Slicer panels (``spineseg speed --events``, ``spineseg dataset predict|finetune
@@ -176,8 +176,9 @@ class VertebraRecord:
 
 @dataclass
 class NamedVertebraRecord:
-    """One vertebra the classical engine labelled (``EngineRequest.vertebrae``): its VerSe id and name, whether the
-    field of view holds it whole, and the evidence behind its name (e.g. "rib on both sides")."""
+    """One vertebra the classical engine labelled (``EngineRequest.vertebrae``): its VerSe id and name, whether it
+    is complete (not cut by the field of view, bounded by a disc above and below), and the evidence behind its
+    name (e.g. "rib on both sides")."""
 
     label: int
     name: str
@@ -188,9 +189,10 @@ class NamedVertebraRecord:
 
 
 @dataclass
-class Naming:
-    """How the classical engine named the vertebrae: ``certain`` False when no anatomical anchor (rib, sacrum) was
-    in view; ``note`` one line saying which anchors named them, or why the names are uncertain."""
+class NamingSummary:
+    """How the classical engine named the vertebrae: ``certain`` False when no trusted anatomical anchor (the lowest
+    rib, the pelvis) was in view or the anchors disagree; ``note`` one line saying which anchors named them, or
+    why the names are uncertain."""
 
     certain: bool
     note: str = ""
@@ -214,7 +216,7 @@ class ResultEvent:
     info: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     vertebrae_path: Optional[str] = None
-    naming: Optional[Naming] = None
+    naming: Optional[NamingSummary] = None
     report_rows: list = field(default_factory=list)
     kind = "result"
 
@@ -278,7 +280,7 @@ def parse_event(line: str, complete: bool = True):
             if record is None:
                 raise TypeError(f"unknown task {event.task!r}")
             event.vertebrae = [record(**v) for v in event.vertebrae]
-            event.naming = Naming(**event.naming) if event.naming is not None else None
+            event.naming = NamingSummary(**event.naming) if event.naming is not None else None
         if isinstance(event, ReportEvent) and not isinstance(event.data, dict):
             raise TypeError("its data is no JSON object")
     except TypeError as exc:

@@ -51,7 +51,7 @@ from scipy import ndimage
 from SpineSegLib.core.errors import InputError
 from SpineSegLib.core.grids import conform, describe_grid
 from SpineSegLib.core.image import Image
-from SpineSegLib.core.labels import by_name
+from SpineSegLib.core.labels import VERTEBRAE, by_name
 from SpineSegLib.evaluation.completeness import reference_completeness
 from SpineSegLib.evaluation.label_maps import label_array
 from SpineSegLib.evaluation.measurements import body_voxels, measure_vertebrae
@@ -212,13 +212,15 @@ class VertebraReport:
 
 
 def vertebra_report(labels: Image, ct: Image, info: Optional[dict] = None, erosion_mm: float = 4.0,
-                    min_core_ml: float = 0.2, **options) -> VertebraReport:
+                    min_core_ml: float = 0.2, names_uncertain: Optional[str] = None, **options) -> VertebraReport:
     """The per-vertebra report of the label map ``labels`` (VerSe ids) and its CT ``ct``.
 
     The CT is put onto the label map's grid when the grids differ (:func:`SpineSegLib.core.grids.conform`,
     with a note in the header). ``info``: ``{label: {"complete": bool, "evidence": [str, ...], ...}}`` from the
     caller (other keys are kept in the JSON); vertebrae it lacks fall back on the grid-border rule.
-    ``erosion_mm`` / ``min_core_ml``: the trabecular core; ``options`` go to the body heights
+    ``erosion_mm`` / ``min_core_ml``: the trabecular core; ``names_uncertain``: why the names of the label map
+    are uncertain (said in the header, and every screening hint says that "L1" may be another vertebra);
+    ``options`` go to the body heights
     (:func:`SpineSegLib.evaluation.measurements.body_heights`).
     """
     labels = labels.with_array(label_array(labels.array, "label map"))
@@ -240,9 +242,14 @@ def vertebra_report(labels: Image, ct: Image, info: Optional[dict] = None, erosi
         if core is not None:
             cores[m.label] = (boxes[m.label - 1], core)
         row.screening_hint = screening_hint(row.trabecular_mean_hu, row.label)
+        if names_uncertain and row.screening_hint:
+            row.screening_hint += " [names uncertain]"
         rows.append(row)
     grade_rows(rows)
     header = _header(labels, rows, notes, info, erosion_mm, min_core_ml)
+    header["names"] = {"certain": not names_uncertain, "note": names_uncertain or ""}
+    if names_uncertain:
+        header["screening"]["l1"] = f"names uncertain ({names_uncertain}): {header['screening']['l1']}"
     return VertebraReport(rows, header, ct=ct, labels=labels, cores=cores)
 
 
@@ -341,12 +348,19 @@ def _ratio(a: float, b: float) -> float:
     return a / b if math.isfinite(a) and math.isfinite(b) and b > 0 else math.nan
 
 
+def _adjacent(a: int, b: int) -> bool:
+    """Whether two vertebrae are anatomical neighbours (a vertebra missing from the map between them is not)."""
+    orders = [VERTEBRAE[v].order if v in VERTEBRAE else math.nan for v in (a, b)]
+    return 0 < abs(orders[0] - orders[1]) <= 1.0
+
+
 def grade_rows(rows: list) -> None:
     """Set the ratios, the largest height loss, its type and the grade of every row (top to bottom)."""
     usable = [r.complete and r.label not in NOT_GRADED and math.isfinite(r.posterior_height_mm)
               and not r.height_continuity < MIN_CONTINUITY for r in rows]
     for n, row in enumerate(rows):
-        neighbours = [rows[j].posterior_height_mm for j in (n - 1, n + 1) if 0 <= j < len(rows) and usable[j]]
+        neighbours = [rows[j].posterior_height_mm for j in (n - 1, n + 1)
+                      if 0 <= j < len(rows) and usable[j] and _adjacent(rows[j].label, row.label)]
         row.wedge_ratio = _ratio(row.anterior_height_mm, row.posterior_height_mm)
         row.biconcave_ratio = _ratio(row.middle_height_mm, row.posterior_height_mm)
         row.crush_ratio = _ratio(row.posterior_height_mm, float(np.mean(neighbours))) if neighbours else math.nan
@@ -360,7 +374,7 @@ def grade_rows(rows: list) -> None:
         if row.label in NOT_GRADED:
             row.grade_note = f"not graded: {NOT_GRADED[row.label]}"
         elif not row.complete:
-            row.grade_note = "not graded: incomplete (cut by the field of view)"
+            row.grade_note = "not graded: incomplete (cut by the field of view, or not bounded by discs)"
         elif not losses:
             row.grade_note = "not graded: the body heights could not be measured"
         elif row.height_continuity < MIN_CONTINUITY:

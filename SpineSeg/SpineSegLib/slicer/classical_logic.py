@@ -105,7 +105,7 @@ class ClassicalOutputs:
     vertebrae_segmentation: object = None            # with vertebrae=True: one segment per vertebra
     vertebrae_table: object = None                   # ... and the per-vertebra report
     vertebrae: list = field(default_factory=list)    # core.events.NamedVertebraRecord, top to bottom
-    naming: object = None                            # core.events.Naming: names certain? which anchors, or why not
+    naming: object = None                            # core.events.NamingSummary: names certain? anchors, or why not
     vertebrae_evaluation: object = None              # per-vertebra metrics against the reference (a table node)
     vertebrae_scores: dict = field(default_factory=dict)    # their summary (instance_metrics.summarize keys)
     vertebrae_evaluation_note: str = ""              # why there are no per-vertebra metrics (else "")
