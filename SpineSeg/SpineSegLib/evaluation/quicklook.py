@@ -24,12 +24,23 @@ WINDOW_HU = (-250, 1000)
 HALF_FIELD_MM = 75.0
 
 
-def check_png_path(path, force: bool = False) -> Path:
+def check_png_path(path, force: bool = False, what: str = "the quick-look picture") -> Path:
     """Raise unless ``path`` is a .png that may be written."""
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise InputError(f"{path}: the quick-look picture must be a .png file")
+        raise InputError(f"{path}: {what} must be a .png file")
     return check_force(path, force)
+
+
+def curved_columns(centres_ijk: np.ndarray, nz: int, nx: int) -> np.ndarray:
+    """For each axial slice, the column (x index) of a curved sagittal cut through the points ``centres_ijk``
+    (continuous (i, j, k) indices; the middle column without points)."""
+    if len(centres_ijk):
+        order = np.argsort(centres_ijk[:, 2])
+        column = np.interp(np.arange(nz), centres_ijk[order, 2], centres_ijk[order, 0])
+    else:
+        column = np.full(nz, nx / 2.0)
+    return np.clip(np.round(column).astype(int), 0, nx - 1)
 
 
 def save_quicklook(image: Image, result, path, force: bool = False, reference: Image | None = None, title: str = "") -> Path:
@@ -75,12 +86,7 @@ def _draw_sagittal(ax, ct: Image, mask, ref, result, centres) -> None:
     hu = ct.array
     nz, ny, nx = hu.shape
     sx, sy, sz = ct.spacing
-    if len(centres):
-        order = np.argsort(centres[:, 2])
-        column = np.interp(np.arange(nz), centres[order, 2], centres[order, 0])
-    else:
-        column = np.full(nz, nx / 2.0)
-    column = np.clip(np.round(column).astype(int), 0, nx - 1)
+    column = curved_columns(centres, nz, nx)
     extent = (-0.5 * sy, (ny - 0.5) * sy, -0.5 * sz, (nz - 0.5) * sz)   # y (mm, anterior left), z (mm, up)
     ax.imshow(hu[np.arange(nz), :, column], cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], origin="lower",
               extent=extent, interpolation="nearest")

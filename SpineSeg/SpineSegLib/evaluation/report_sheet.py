@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from SpineSegLib.core.errors import InputError
-from SpineSegLib.core.files import check_force, replaced_atomically
+from SpineSegLib.core.files import replaced_atomically
 from SpineSegLib.core.image import Image
 from SpineSegLib.core.labels import VERTEBRAE
 from SpineSegLib.core.orientation import to_canonical
+from SpineSegLib.evaluation.quicklook import check_png_path, curved_columns
 
 SHEET_SIZE_PX = (1600, 1000)
 DPI = 100
@@ -42,10 +43,7 @@ def save_report_sheet(report, ct: Image, labels: Image, path, force: bool = Fals
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise InputError(f"{path}: the report sheet must be a .png file")
-    check_force(path, force)
+    path = check_png_path(path, force, what="the report sheet")
     if ct.shape != labels.shape:
         raise InputError(f"the CT ({ct.shape}) and the label map ({labels.shape}) differ in size; "
                          "give the report's own images (report.ct, report.labels)")
@@ -75,10 +73,7 @@ def save_report_sheet(report, ct: Image, labels: Image, path, force: bool = Fals
 def _columns_through_centroids(can: Image, rows) -> np.ndarray:
     """For each axial slice of the canonical ``can``, the x index of the curved sagittal cut."""
     nz, _, nx = can.array.shape
-    centres = can.lps_to_index(np.array([r.centroid_lps for r in rows], float).reshape(-1, 3))
-    order = np.argsort(centres[:, 2])
-    column = np.interp(np.arange(nz), centres[order, 2], centres[order, 0])
-    return np.clip(np.round(column).astype(int), 0, nx - 1)
+    return curved_columns(can.lps_to_index(np.array([r.centroid_lps for r in rows], float).reshape(-1, 3)), nz, nx)
 
 
 def _draw_sagittal(ax, ct: Image, labels: Image, report) -> None:
