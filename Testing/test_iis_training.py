@@ -297,3 +297,125 @@ def test_small_recipe_model_traverses_a_held_back_case(tmp_path):
 
 SMALL_ITERATIONS = 1500
 SMALL_MEAN_DICE = 0.80     # measured: 0.891 (L1-L5 0.871, 0.879, 0.916, 0.908, 0.881), 1500 iterations
+
+
+# -- intensity domain randomisation (issue 12) ---------------------------------------------------
+@pytest.fixture(scope="module")
+def mr_patches():
+    """Real MR patches, one per source (MyoSegmenTUM and Zukic et al.), each reaching into the padding."""
+    from SpineSegLib.iis.model.config import IISConfig
+    from SpineSegLib.iis.train.prepared import prepare_case
+    from SpineSegLib.iis.train.readers import read_dataset
+    from SpineSegLib.iis.train.sampling import PatchSampler, SamplingOptions
+
+    config = IISConfig.default_mr(voxel_size_mm=(2.0, 2.0, 2.0), patch_size=(48, 48, 48), width=8, head_width=8,
+                                  pad_value=-1.5)
+    out = []
+    for kind, folder in (("myosegmentum", "vertebral-bodies-myosegmentum"), ("zukic", "vertebral-bodies-zukic")):
+        prepared = prepare_case(read_dataset(kind, data_path("mr", folder))[0], config)
+        sampler = PatchSampler([prepared], config, SamplingOptions(empty_fraction=0.0))
+        sample = sampler.target_patch(prepared, prepared.vertebrae[-1].index, np.random.default_rng(0))
+        out.append(sample)
+    return config, out
+
+
+def _dr(step, **options):
+    from SpineSegLib.iis.train.augment import AugmentOptions
+
+    return AugmentOptions(**{**vars(AugmentOptions.none()), step: 1.0, **options})
+
+
+def _applied(config, sample, options, seed):
+    import copy
+
+    from SpineSegLib.iis.train.augment import Augmenter
+
+    s = copy.deepcopy(sample)
+    Augmenter(config, options)(s, np.random.default_rng(seed))
+    return s
+
+
+@pytest.mark.parametrize("step", ["dr_lowres", "dr_bias", "dr_remap", "dr_gamma", "dr_invert", "dr_blur", "dr_noise"])
+def test_domain_randomisation_keeps_shape_padding_labels_and_is_seeded(mr_patches, step):
+    config, samples = mr_patches
+    for sample in samples:
+        pad = sample.image == config.pad_value
+        a = _applied(config, sample, _dr(step), 3)
+        b = _applied(config, sample, _dr(step), 3)
+        c = _applied(config, sample, _dr(step), 4)
+        assert a.image.shape == sample.image.shape and a.image.dtype == np.float32
+        assert a.augmentations == [step[3:]]
+        np.testing.assert_array_equal(a.image, b.image)                      # a function of the seed
+        np.testing.assert_array_equal(a.instances, sample.instances)         # labels untouched
+        assert np.all(a.image[pad] == config.pad_value)                      # padding stays padding
+        if step != "dr_invert":
+            assert not np.array_equal(a.image, c.image)
+        changed = np.abs(a.image - sample.image)[~pad]
+        assert changed.mean() > 0.005, (step, changed.mean())
+
+
+def _ranks_kept(before, after):
+    order = np.argsort(before, kind="stable")
+    return bool(np.all(np.diff(after[order]) >= -1e-5))
+
+
+def test_domain_randomisation_changes_intensities_as_intended(mr_patches):
+    config, samples = mr_patches
+    for sample in samples:
+        tissue = sample.image != config.pad_value
+        x = sample.image[tissue]
+        # T1/T2-like inversion: x -> -x
+        np.testing.assert_allclose(_applied(config, sample, _dr("dr_invert"), 0).image[tissue], -x)
+        # gamma and monotonic curves keep the order of the intensities, within [-1, 1]
+        for seed in range(4):
+            for opts in (_dr("dr_gamma"), _dr("dr_remap", dr_remap_monotonic=1.0)):
+                y = _applied(config, sample, opts, seed).image[tissue]
+                assert _ranks_kept(x, y) and y.min() >= -1.0 and y.max() <= 1.0
+        # non-monotonic curves let tissues trade places
+        assert not all(_ranks_kept(x, _applied(config, sample, _dr("dr_remap", dr_remap_monotonic=0.0), s).image[tissue])
+                       for s in range(4))
+        # the bias field is smooth and multiplicative on [0, 1]: neighbours share their factor
+        y = _applied(config, sample, _dr("dr_bias", dr_bias_strength=0.3), 1).image
+        inside = tissue & (sample.image > -0.8) & (y < 0.999) & (y > -0.999)
+        factor = np.where(inside, (y + 1.0) / np.where(inside, sample.image + 1.0, 1.0), np.nan)
+        assert np.nanstd(factor) > 0.05
+        steps = np.abs(np.diff(factor, axis=0))
+        assert np.nanmedian(steps) < 0.02
+        # thick slices and blur smooth along the axis, noise roughens; the mean stays
+        for step, smoother in (("dr_lowres", True), ("dr_blur", True), ("dr_noise", False)):
+            y = _applied(config, sample, _dr(step, dr_lowres_factor=3.0, dr_blur_sigma_voxels=2.0), 2).image
+            ok = tissue & (y != config.pad_value)
+            rough = [np.abs(np.diff(np.where(ok, img, 0.0), axis=a))[tuple(slice(0, n - (i == a)) for i, n in enumerate(ok.shape))].mean()
+                     for img in (sample.image, y) for a in range(3)]
+            before, after = sum(rough[:3]), sum(rough[3:])
+            assert (after < 0.95 * before) if smoother else (after > 1.05 * before), (step, before, after)
+            assert abs(y[ok].mean() - sample.image[ok].mean()) < 0.05
+
+
+def test_domain_randomisation_is_off_by_default_and_set_by_the_recipe(tmp_path, mr_patches):
+    from SpineSegLib.iis.train.augment import DR_STEPS, AugmentOptions
+
+    config, samples = mr_patches
+    assert all(getattr(AugmentOptions(), s) == 0.0 for s in DR_STEPS)
+    for name in ("mr-vertebral-bodies", "mr-vertebral-bodies-small", "mr-vertebral-bodies-cross-myo"):
+        assert all(getattr(load_train_config(name).training.augmentation, s) == 0.0 for s in DR_STEPS)
+    # without dr_* options the patches are what they were: no random number is drawn for them
+    plain = _applied(config, samples[0], AugmentOptions(), 5)
+    again = _applied(config, samples[0], AugmentOptions(dr_bias_strength=0.9, dr_noise_std=0.5), 5)
+    np.testing.assert_array_equal(plain.image, again.image)
+    cfg = load_train_config("mr-vertebral-bodies-cross-zukic-dr")
+    a = cfg.training.augmentation
+    assert a.dr_remap == 0.5 and a.dr_invert == 0.2 and a.elastic == 0.5
+    assert cfg.data.test == ["myosegmentum/*"]
+    (tmp_path / "again.toml").write_text(to_toml(cfg))
+    assert load_train_config(tmp_path / "again.toml").training.augmentation == a
+    full = AugmentOptions(**{**vars(AugmentOptions.none()), **{s: 1.0 for s in DR_STEPS}})
+    one, two = (_applied(config, samples[1], full, 9) for _ in range(2))
+    np.testing.assert_array_equal(one.image, two.image)
+    assert one.augmentations == [s[3:] for s in DR_STEPS]
+    bad = tiny_recipe(tmp_path / "x", augmentation={"dr_invert": 1.5})
+    with pytest.raises(InputError, match=r"training.augmentation.*dr_invert must lie in \[0, 1\]"):
+        parse_train_config(bad, tmp_path)
+    bad = tiny_recipe(tmp_path / "x", augmentation={"dr_inverse": 0.5})
+    with pytest.raises(InputError, match="unknown setting.*dr_inverse"):
+        parse_train_config(bad, tmp_path)

@@ -2,7 +2,14 @@
 per vertebra (Lessmann et al. 4.2 via ``instance_metrics``), with the time per scan.
 
     .venv/bin/python Testing/benchmarks/iis_model_eval.py WEIGHTS --recipe RECIPE \
-        [--split test|validation|both] [--cases N] [--threads 2] [--json OUT.json]
+        [--split test|validation|both] [--test-source KIND] [--cases N] [--threads 2] [--label NAME] [--json OUT.json]
+
+Generalisation across sources (issue 12): the leave-one-source-out recipes
+``mr-vertebral-bodies-cross-myo[-dr]`` (train MyoSegmenTUM, test = every Zukic scan) and
+``mr-vertebral-bodies-cross-zukic[-dr]`` (train Zukic, test = every MyoSegmenTUM scan) make
+``--split test`` the other source. ``--test-source KIND`` measures every case of the recipe's
+sources of that kind whatever its split (e.g. the shipped model on all Zukic scans; the cases the
+recipe trained or validated on are counted and named in the output, as they are not unseen).
 
 ``WEIGHTS``: a ``.pt`` file (e.g. ``SpineSeg/SpineSegLib/resources/models/mr-vertebral-bodies.pt``
 or a run folder's ``model.pt``); ``--recipe`` the training recipe (a file or a bundled recipe's
@@ -18,7 +25,9 @@ left out), then:
   reference are real but unlabelled vertebrae; they are counted apart ("beyond the labelled range")
   and not scored as false positives; everything else is scored as it is;
 * per-vertebra Dice, ASSD, HD95 (mm), detection rate (Dice > 0.5), identification accuracy,
-  completeness accuracy and FP/FN per scan (reference flag: the vertebra does not touch the border).
+  completeness accuracy and FP/FN per scan (reference flag: the vertebra does not touch the border);
+* per vertebra level: mean Dice and detections, and one Markdown table row (``--label``) with
+  Dice mean ± sd, ASSD, detected, false positives (extra instances) per scan and seconds per scan.
 """
 
 import argparse
@@ -71,67 +80,117 @@ def split_beyond_range(pred, ref):
     return pred.with_array(out), beyond
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("weights", type=Path)
     ap.add_argument("--recipe", help="training recipe (default: config.toml beside the weights)")
     ap.add_argument("--split", choices=("test", "validation", "both", "held_out"), default="test",
                     help="the recipe's cases to measure (held_out: the older name of test)")
+    ap.add_argument("--test-source", metavar="KIND", dest="test_source",
+                    help="measure every case of the recipe's sources of this kind (e.g. zukic), whatever its split")
     ap.add_argument("--cases", type=int, default=0, help="only the first N cases (0: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--label", help="name of the Markdown table row (default: the weights' folder)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--data", action="append", default=[], metavar="KIND=PATH",
                     help="folder of the recipe's source of this kind (default: in $SPINESEG_DATA)")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def case_sets(cfg, args) -> dict:
+    """``{name: cases}`` to measure, and the cases of each set the recipe trained or validated on."""
+    cases = gather_cases(cfg)
+    split = split_cases(cases, cfg)
+    if args.test_source:
+        chosen = [c for c in cases if c.case_id.split("/")[0] == args.test_source]
+        if not chosen:
+            kinds = sorted({c.case_id.split("/")[0] for c in cases})
+            raise SystemExit(f"--test-source {args.test_source}: the recipe has no such cases (it has: {', '.join(kinds)})")
+        seen = [c.case_id for c in chosen if c in split["train"] + split["validation"]]
+        if seen:
+            print(f"note: {len(seen)} of the {len(chosen)} {args.test_source} cases were used in training or validation "
+                  f"by the recipe: {', '.join(seen)}")
+        return {f"source:{args.test_source}": chosen}
+    names = ["validation", "test"] if args.split == "both" else [split_name(args.split)]
+    return {name: split[name] for name in names}
+
+
+def evaluate_case(case, args):
+    """One full traversal of ``case``, scored: ``(CaseResult, row, seconds)``."""
+    ref = reference_in_verse_ids(case)
+    image = read_image(case.image)
+    t = time.perf_counter()
+    try:
+        run = segment_vertebrae(image, str(args.weights), device=args.device, threads=args.threads)
+        pred, comp, note = run.labels, {v.id: bool(v.complete) for v in run.instances if v.in_output}, ""
+        passes = run.network_passes
+    except NoSpineFoundError as exc:
+        pred, comp, note, passes = image.with_array(np.zeros(image.shape, np.uint8)), {}, str(exc), 0
+    seconds = time.perf_counter() - t
+    pred, beyond = split_beyond_range(pred, ref)
+    res = evaluate_instance_images(pred, ref, pred_ids=None,
+                                   pred_completeness={k: v for k, v in comp.items() if name_of(k) not in beyond})
+    res.case = case.case_id
+    s = res.summary()
+    row = {"case": case.case_id, "seconds": round(seconds, 2), "network_passes": passes,
+           "beyond_labelled_range": beyond, "note": note, **{k: s[k] for k in (
+               "dice_mean", "assd_mm_mean", "hd95_mm_mean", "detection_rate", "id_accuracy", "extra")},
+           "vertebrae": [(v.name, v.status, round(v.dice, 3)) for v in res.vertebrae]}
+    print(f"{case.case_id}: {seconds:.1f} s, {passes} passes; Dice {s['dice_mean']:.3f}, "
+          f"detected {res.n_detected}/{res.n_ref}, id {s['id_accuracy']:.2f}, extras {s['extra']}, "
+          f"beyond the labelled range {beyond}" + (f" [{note}]" if note else ""))
+    return res, row, seconds
+
+
+def per_level(results) -> dict:
+    """``{vertebra name: {"dice_mean", "detected", "n"}}`` from top to bottom of the spine."""
+    by = {}
+    for v in (v for r in results for v in r.vertebrae):
+        by.setdefault(v.ref_id, []).append(v)
+    return {name_of(k): {"dice_mean": float(np.mean([v.dice for v in vs])), "detected": sum(v.detected for v in vs),
+                         "n": len(vs)} for k, vs in sorted(by.items())}
+
+
+def print_summary(name, summary, levels, args):
+    print(f"== {name}: {summary['cases']} cases, {summary['reference_vertebrae']} reference vertebrae")
+    print(f"   Dice {summary['dice_mean']:.3f} ± {summary['dice_std']:.3f}, ASSD {summary['assd_mm_mean']:.2f} ± "
+          f"{summary['assd_mm_std']:.2f} mm, HD95 {summary['hd95_mm_mean']:.2f} ± {summary['hd95_mm_std']:.2f} mm")
+    print(f"   detection rate {summary['detection_rate']:.3f} ({summary['detected']}/{summary['reference_vertebrae']}), "
+          f"identification {summary['id_accuracy']:.3f}, kappa {summary['kappa']:.3f}, extras per scan "
+          f"{summary['extra_per_scan']:.2f} (+{summary['beyond_labelled_range']} beyond the labelled range)")
+    print(f"   completeness accuracy {summary['completeness_accuracy']:.3f} over {summary['completeness_scored']}, "
+          f"FP/scan {summary['completeness_fp_per_scan']:.2f}, FN/scan {summary['completeness_fn_per_scan']:.2f}; "
+          f"spine Dice {summary['spine_dice_mean']:.3f}; {summary['seconds_per_scan_mean']:.1f} s per scan "
+          f"(max {summary['seconds_per_scan_max']:.1f}) with {args.threads} thread(s)")
+    print("   per level: " + ", ".join(f"{k} {v['dice_mean']:.2f} ({v['detected']}/{v['n']})" for k, v in levels.items()))
+    label = args.label or args.weights.parent.name
+    print("   | model | test cases | Dice mean ± sd | ASSD mm | detected | FP/scan | s/scan |")
+    print(f"   | {label} | {name} ({summary['cases']}) | {summary['dice_mean']:.3f} ± {summary['dice_std']:.3f} | "
+          f"{summary['assd_mm_mean']:.2f} | {summary['detected']}/{summary['reference_vertebrae']} | "
+          f"{summary['extra_per_scan']:.2f} | {summary['seconds_per_scan_mean']:.1f} |")
+
+
+def main():
+    args = parse_args()
     os.environ.setdefault("SPINESEG_DATA", str(DATA))
     cfg = load_train_config(args.recipe or args.weights.parent / "config.toml")
     set_source_roots(cfg, args.data)
-    split = split_cases(gather_cases(cfg), cfg)
-    names = ["validation", "test"] if args.split == "both" else [split_name(args.split)]
     report = {}
-    for name in names:
-        cases = split[name][: args.cases or None]
+    for name, cases in case_sets(cfg, args).items():
         results, rows, seconds = [], [], []
-        for case in cases:
-            ref = reference_in_verse_ids(case)
-            image = read_image(case.image)
-            t = time.perf_counter()
-            try:
-                run = segment_vertebrae(image, str(args.weights), device=args.device, threads=args.threads)
-                pred, comp, note = run.labels, {v.id: bool(v.complete) for v in run.instances if v.in_output}, ""
-                passes = run.network_passes
-            except NoSpineFoundError as exc:
-                pred, comp, note, passes = image.with_array(np.zeros(image.shape, np.uint8)), {}, str(exc), 0
-            seconds.append(time.perf_counter() - t)
-            pred, beyond = split_beyond_range(pred, ref)
-            res = evaluate_instance_images(pred, ref, pred_ids=None,
-                                           pred_completeness={k: v for k, v in comp.items() if name_of(k) not in beyond})
-            res.case = case.case_id
+        for case in cases[: args.cases or None]:
+            res, row, sec = evaluate_case(case, args)
             results.append(res)
-            s = res.summary()
-            rows.append({"case": case.case_id, "seconds": round(seconds[-1], 2), "network_passes": passes,
-                         "beyond_labelled_range": beyond, "note": note, **{k: s[k] for k in (
-                             "dice_mean", "assd_mm_mean", "hd95_mm_mean", "detection_rate", "id_accuracy", "extra")},
-                         "vertebrae": [(v.name, v.status, round(v.dice, 3)) for v in res.vertebrae]})
-            print(f"{case.case_id}: {seconds[-1]:.1f} s, {passes} passes; Dice {s['dice_mean']:.3f}, "
-                  f"detected {res.n_detected}/{res.n_ref}, id {s['id_accuracy']:.2f}, extras {s['extra']}, "
-                  f"beyond the labelled range {beyond}" + (f" [{note}]" if note else ""))
+            rows.append(row)
+            seconds.append(sec)
         summary = summarize(results, name)
         summary["seconds_per_scan_mean"] = float(np.mean(seconds)) if seconds else math.nan
         summary["seconds_per_scan_max"] = float(np.max(seconds)) if seconds else math.nan
         summary["beyond_labelled_range"] = sum(len(r["beyond_labelled_range"]) for r in rows)
-        report[name] = {"summary": summary, "cases": rows}
-        print(f"== {name}: {len(cases)} cases, {summary['reference_vertebrae']} reference vertebrae")
-        print(f"   Dice {summary['dice_mean']:.3f} ± {summary['dice_std']:.3f}, ASSD {summary['assd_mm_mean']:.2f} ± "
-              f"{summary['assd_mm_std']:.2f} mm, HD95 {summary['hd95_mm_mean']:.2f} ± {summary['hd95_mm_std']:.2f} mm")
-        print(f"   detection rate {summary['detection_rate']:.3f} ({summary['detected']}/{summary['reference_vertebrae']}), "
-              f"identification {summary['id_accuracy']:.3f}, kappa {summary['kappa']:.3f}, extras per scan "
-              f"{summary['extra_per_scan']:.2f} (+{summary['beyond_labelled_range']} beyond the labelled range)")
-        print(f"   completeness accuracy {summary['completeness_accuracy']:.3f} over {summary['completeness_scored']}, "
-              f"FP/scan {summary['completeness_fp_per_scan']:.2f}, FN/scan {summary['completeness_fn_per_scan']:.2f}; "
-              f"spine Dice {summary['spine_dice_mean']:.3f}; {summary['seconds_per_scan_mean']:.1f} s per scan "
-              f"(max {summary['seconds_per_scan_max']:.1f}) with {args.threads} thread(s)")
+        levels = per_level(results)
+        report[name] = {"summary": summary, "per_level": levels, "cases": rows}
+        print_summary(name, summary, levels, args)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=float))
 

@@ -8,7 +8,8 @@
 - ``prepared``     -- a case on the model grid (:func:`prepare_case`), cached on disk.
 - ``cases``        -- the run's cases: gathered, split into train / validation / test, prepared.
 - ``sampling``     -- training patches with their memory and targets.
-- ``augment``      -- patch augmentation (noise, blur, elastic, crop, rotation, scale).
+- ``augment``      -- patch augmentation (noise, blur, elastic, crop, rotation, scale) and, off by default,
+                      intensity domain randomisation (bias field, intensity curves, gamma, inversion, thick slices).
 - ``losses``       -- the IIS loss, the false-positive weight schedule, surface weights.
 - ``examples``     -- examples and batches as a pure function of (seed, iteration, index).
 - ``validation``   -- the fixed validation patches and their figures.

@@ -40,6 +40,8 @@ Example (the bundled ``resources/recipes/mr-vertebral-bodies-small.toml`` is a c
     blur = 0.25
     elastic = 0.5
     crop = 0.05
+    dr_remap = 0.5                  # intensity domain randomisation (dr_*): off (0) by default
+    dr_invert = 0.2
 
     [output]
     dir = "runs/mr-small"
