@@ -60,7 +60,7 @@ def main():
     for name, seconds in timings.items():
         print(f"  {name:40s} {seconds:6.3f}")
     print(f"\nvertebrae: {' '.join(v.name + ('' if v.complete else '*') for v in result.vertebrae)} "
-          f"(* cut by the field of view); {result.naming_note}")
+          f"(* incomplete); {result.naming_note}")
     print(f"wall {wall:.2f} s (cpu {cpu:.2f} s); peak RSS {maxrss_gb:.2f} GB (process, image included)")
     ok = wall <= TARGET_S and maxrss_gb <= TARGET_GB
     print(f"target <= {TARGET_S:g} s and <= {TARGET_GB:g} GB on 2 cores: {'met' if ok else 'NOT met'}")
