@@ -16,13 +16,9 @@ import os
 import resource
 import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
-
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_CASE = REPO.parent / "shared" / "data" / "ct" / "lidc-idri-0001" / "image.nii.gz"
-TARGET_S, TARGET_GB = 5.0, 2.0
+# the same case, targets and OMP_NUM_THREADS=2 as the mask's benchmark (a sibling script: this folder is on sys.path)
+from bench_classical import DEFAULT_CASE, TARGET_GB, TARGET_S
 
 
 def run_once(image):

@@ -31,7 +31,7 @@ asserts at least 13); on the abdominal 3 mm example (T11-S1) 6 levels for 6 refe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -62,7 +62,6 @@ class DiscLevels:
     centres: np.ndarray                # (K, 3) canonical mm
     normals: np.ndarray                # (K, 3) unit, superior, tilted to the disc
     scores: np.ndarray                 # (K,) endplate-pair score (HU above the baseline)
-    score_curve: np.ndarray = field(default_factory=lambda: np.zeros(0))   # E(s) at every axis sample
 
 
 def _disk_offsets(radius: float, step: float = 2.0) -> np.ndarray:
@@ -152,4 +151,4 @@ def find_discs(hu: np.ndarray, spacing_zyx, axis: SpineAxis, params: DiscParams 
     margin = int(params.end_margin_mm)
     index = np.array([i for i in fit_levels(curve, params) if margin <= i < curve.size - margin], int)
     normals = tilted_normals(axis, best_tilt[:, None])[index]
-    return DiscLevels(index, axis.points[index], normals, curve[index], curve)
+    return DiscLevels(index, axis.points[index], normals, curve[index])

@@ -103,7 +103,7 @@ def segment_spine(image: Image, params: ClassicalParams | None = None, progress:
     progress.step("checking the input", 0.0)
     check_ct(image, params)
     can = to_canonical(image)
-    spacing = (can.image.spacing[2], can.image.spacing[1], can.image.spacing[0])
+    spacing = can.image.spacing_kji
 
     progress.step("body and bone mask", 0.04)
     crop = crop_to_body(can.image.array, spacing, params)

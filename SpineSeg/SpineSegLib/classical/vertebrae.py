@@ -74,7 +74,7 @@ def label_vertebrae(image: Image, params: ClassicalParams | None = None, progres
     timings = {}
     can = to_canonical(image)
     ct = can.image
-    spacing = (ct.spacing[2], ct.spacing[1], ct.spacing[0])
+    spacing = ct.spacing_kji
     hu = ct.array.astype(np.float32, copy=False)
     mask = to_canonical(spine.mask).image.array > 0
 
@@ -174,7 +174,7 @@ def _instances(labels: np.ndarray, corner, ct: Image, kept, naming, complete, la
 def _to_lps(ct: Image, points_mm: np.ndarray) -> np.ndarray:
     if len(points_mm) == 0:
         return np.zeros((0, 3))
-    zyx = np.asarray(points_mm) / [ct.spacing[2], ct.spacing[1], ct.spacing[0]]
+    zyx = np.asarray(points_mm) / ct.spacing_kji
     return ct.index_to_lps(zyx[:, ::-1])
 
 

@@ -87,6 +87,11 @@ class Image:
         return tuple(reversed(self.array.shape))
 
     @property
+    def spacing_kji(self) -> tuple[float, float, float]:
+        """Voxel spacing in numpy axis order ``(k, j, i)`` (on a canonical image: z, y, x)."""
+        return tuple(reversed(self.spacing))
+
+    @property
     def voxel_volume_mm3(self) -> float:
         return float(np.prod(self.spacing))
 

@@ -29,7 +29,7 @@ DPI = 100
 WINDOW_HU = (-250, 1000)
 GRADE_COLOURS = {1: "#fff2a8", 2: "#ffc37a", 3: "#ff8a80"}
 HINT_COLOURS = {"<= 110": "#ffb3ad", "<= 160": "#fff2a8"}
-GREY = (0.6, 0.6, 0.6)
+GREY = (0.6, 0.6, 0.6)     # a label outside the table
 SHORT_HINTS = {"<= 110": "<= 110 HU: osteoporosis likely", "<= 160": "<= 160 HU: osteoporosis possible",
                "> 160": "> 160 HU: above"}
 COLUMNS = ("Vertebra", "Volume\nml", "Ant.\nmm", "Mid.\nmm", "Post.\nmm", "A/P", "M/P", "P/nb.", "Genant\ngrade",
@@ -70,6 +70,10 @@ def save_report_sheet(report, ct: Image, labels: Image, path, force: bool = Fals
     return path
 
 
+def _colour(label: int) -> tuple:
+    return VERTEBRAE[label].color if label in VERTEBRAE else GREY
+
+
 def _columns_through_centroids(can: Image, rows) -> np.ndarray:
     """For each axial slice of the canonical ``can``, the x index of the curved sagittal cut."""
     nz, _, nx = can.array.shape
@@ -88,7 +92,7 @@ def _draw_sagittal(ax, ct: Image, labels: Image, report) -> None:
               interpolation="nearest", aspect="equal")
     rgba = np.zeros(lab.shape + (4,), np.float32)
     for r in report.rows:
-        colour = VERTEBRAE[r.label].color if r.label in VERTEBRAE else GREY
+        colour = _colour(r.label)
         rgba[lab == r.label] = (*colour, 0.45)
     ax.imshow(rgba, origin="lower", extent=extent, interpolation="nearest", aspect="equal")
     cores = getattr(report, "cores", None) or {}
@@ -131,7 +135,7 @@ def _name_vertebrae(ax, can: Image, lab: np.ndarray, rows, column) -> None:
             _, j, k = can.lps_to_index(np.asarray(r.centroid_lps, float))
             z_mm, y_mm = float(k) * sz, float(j) * sy - 25.0
         text = r.name + (f"  G{r.genant_grade}" if r.genant_grade else "")
-        colour = VERTEBRAE[r.label].color if r.label in VERTEBRAE else GREY
+        colour = _colour(r.label)
         ax.text(y_mm, z_mm, text, ha="right", va="center", fontsize=9, weight="bold", color=colour,
                 path_effects=[patheffects.withStroke(linewidth=2.5, foreground="black")])
 
@@ -162,7 +166,7 @@ def _draw_table(ax, report) -> None:
         table[0, c].set_facecolor("#dde3ea")
         table[0, c].get_text().set_weight("bold")
     for n_row, r in enumerate(rows, start=1):
-        colour = VERTEBRAE[r.label].color if r.label in VERTEBRAE else GREY
+        colour = _colour(r.label)
         table[n_row, 0].set_facecolor((*colour, 0.55))
         if r.is_l1:
             table[n_row, 0].get_text().set_weight("bold")

@@ -293,7 +293,7 @@ def trabecular_core(own: np.ndarray, start, labels: Image, centroid_lps, axis_lp
     body = np.zeros(tuple(s + 2 for s in own.shape), bool)      # a margin of background around the crop
     k, j, i = (kji[inside] + 1).T
     body[k, j, i] = True
-    depth = ndimage.distance_transform_edt(body, sampling=tuple(reversed(labels.spacing)))
+    depth = ndimage.distance_transform_edt(body, sampling=labels.spacing_kji)
     core = (depth > erosion_mm)[1:-1, 1:-1, 1:-1]
     return core, "" if core.any() else f"the body is too thin for a core {erosion_mm:g} mm inside it"
 
